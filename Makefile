@@ -1,0 +1,52 @@
+# gpustack-compose -- every entry point a developer, CI or a GPU host needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STACKS := $(sort $(wildcard stacks/*.yaml))
+STACK ?= stacks/h100-idp.yaml
+
+.DEFAULT_GOAL := help
+.PHONY: help install example test lint fmt render check golden lock clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## create .venv with the tool and its test tools (pinned)
+
+example: install ## render and plan the example stack (no GPU, no Docker needed)
+	$(PY) -m gpustack_compose render $(STACK)
+	$(PY) -m gpustack_compose plan $(STACK)
+
+test: install ## run the whole test suite
+	$(BIN)/pytest
+
+lint: install ## ruff (lint + format) and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: install ## apply ruff's formatting and fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+render: install ## render every stack in stacks/ into compose/
+	@for s in $(STACKS); do $(PY) -m gpustack_compose render $$s || exit 1; done
+
+check: install ## fail (exit 3) if any committed compose/ output is stale
+	@for s in $(STACKS); do $(PY) -m gpustack_compose check $$s || exit 1; done
+
+golden: install ## regenerate tests/golden/*/expected with the tool itself
+	@for d in tests/golden/*/; do \
+	  $(PY) -m gpustack_compose render $$d/stack.yaml -o $$d/expected || exit 1; done
+
+lock: install ## refresh constraints.txt from the current .venv
+	{ sed -n "1,2p" constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v "^gpustack"; echo "hatchling==1.27.0"; } > constraints.new && mv constraints.new constraints.txt
+
+clean: ## remove the virtualenv and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,78 @@
+"""Numbers the planner plans with, and where each one comes from.
+
+Measured with real vLLM 0.26.0 on one H100 80GB HBM3 (DESIGN §4 and
+shared/h100/vllm-two-models-one-h100.md), unless a line says otherwise. vLLM's
+own accounting (``v1/worker/gpu_worker.py``, ``utils/mem_utils.py``):
+
+    requested = ceil(util * total)                       # checked against free at start
+    KV cache  = requested - weights - activation peak - non-torch increase
+    resident  = weights + KV + (CUDA context, CUDA graphs, allocator slack)
+
+Everything here is bytes.
+"""
+
+from __future__ import annotations
+
+from gpustack_compose.units import GiB, MiB, gib
+
+# Memory that is never free on an idle card: 78.66 of 79.18 GiB were free with
+# no process running (the 0.52 GiB the H100 report says "is never free").
+DEFAULT_RESERVE = gib(0.52)
+
+# "Model loading took" exceeds parameters x dtype bytes by 0.06 GiB (14B: 27.57
+# vs 27.51) and 0.10 GiB (7B: 14.29 vs 14.19): rotary caches and buffers.
+WEIGHTS_LOAD_OVERHEAD = gib(0.11)
+
+# "non-torch increase" in vLLM's profile: 0.22 GiB for both models, cold
+# (0.17 warm). Includes the ~160 MiB cuBLAS workspace.
+NON_TORCH_INCREASE = gib(0.22)
+
+# The activation peak formula (see planner.activation_peak) matched the warm and
+# eager peaks within 5% (14B: 0.95 formula vs 0.90 warm / 0.98 eager; 7B: 1.09
+# vs 1.06 warm). A cold first boot -- empty torch.compile cache, which is every
+# boot of a fresh machine -- peaked 0.67 GiB higher on the 14B (1.61 GiB), so
+# plans add this unless the model runs with enforce_eager.
+COLD_COMPILE_EXTRA = gib(0.67)
+
+# Per server, outside any fraction: the CUDA context (~618 MiB outside
+# PyTorch's allocator) and cuBLAS (~160 MiB), DESIGN §4 "~0.75 GiB that no
+# fraction accounts for" ...
+CUDA_CONTEXT = 618 * MiB + 160 * MiB
+# ... and, in vLLM 0.26 with model runner V2, CUDA graphs: "Graph capturing
+# finished ... took 0.16 GiB" (14B) / 0.14 GiB (7B), not taken from the KV
+# budget (profile_cudagraph_memory() returns 0). Zero with enforce_eager.
+CUDA_GRAPHS = gib(0.16)
+
+# Resident after boot minus weights minus KV, per nvidia-smi: 1.04, 0.99, 0.98,
+# 1.17, 1.00 GiB across the runs. Plan with the top of the range (this is what
+# a server holds when the next one on the GPU takes vLLM's free-memory check).
+RESIDENT_OVERHEAD = gib(1.2)
+
+# vLLM's KV cache block size on CUDA (tokens per block): token counts in its
+# log ("GPU KV cache size: 55,632 tokens") are multiples of it.
+KV_BLOCK_TOKENS = 16
+
+# Scheduler defaults written explicitly, because vLLM sizes its own defaults
+# from the whole DEVICE, not the slice: on an H100 the API server gets
+# max_num_seqs=1024, max_num_batched_tokens=8192 (DESIGN §1.3); on cards under
+# 70 GiB it uses 2048 tokens. A slice is smaller than a card, so use 2048.
+DEFAULT_MAX_NUM_BATCHED_TOKENS = 2048
+# The H100 measurements ran --max-num-seqs 16; CUDA graph memory above was
+# measured with capture sizes up to 2 x 16 = 32.
+DEFAULT_MAX_NUM_SEQS = 16
+
+# Fraction granularity: 1e-4 of an 80 GiB card is 8 MiB.
+FRACTION_STEP = 1e-4
+
+# Boot budget (compose healthcheck start_period): a cold 14B took 123 s with
+# weights already on local disk (H100 report); downloading from the hub first
+# costs about 15 s per GiB at ~70 MB/s. Rounded up to half minutes.
+BOOT_BASE_S = 120
+BOOT_S_PER_WEIGHT_GIB = 15
+BOOT_ROUND_S = 30
+
+# Logits in the sampler's dummy run are float32: max_num_seqs x vocab x 4 B.
+SAMPLER_LOGIT_BYTES = 4
+
+# A CUDA total below this is not a GPU vLLM can serve a model from.
+MIN_GPU_BYTES = 1 * GiB

@@ -1,0 +1,100 @@
+"""``plan``: the VRAM plan as a table, or as JSON for machines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from gpustack_compose.commands.common import load_and_plan
+from gpustack_compose.console import Output
+from gpustack_compose.planner import GpuPlan, ModelPlan, Plan
+from gpustack_compose.units import GiB, fmt_fraction
+
+
+def _gib(size: int) -> float:
+    return round(size / GiB, 3)
+
+
+def model_dict(m: ModelPlan) -> dict[str, Any]:
+    return {
+        "name": m.name,
+        "service": m.service,
+        "fraction": m.fraction,
+        "fraction_source": m.fraction_source,
+        "share_gib": _gib(m.share_bytes),
+        "weights_gib": _gib(m.weights_bytes),
+        "activation_gib": _gib(m.activation_bytes),
+        "non_torch_gib": _gib(m.non_torch_bytes),
+        "lora_gib": _gib(m.lora_bytes),
+        "kv_cache_gib": _gib(m.kv_bytes),
+        "kv_cache_bytes": m.kv_bytes,
+        "kv_bytes_per_token": m.kv_bytes_per_token,
+        "kv_tokens": m.kv_tokens,
+        "max_model_len": m.max_model_len,
+        "max_concurrency": round(m.max_concurrency, 2),
+        "max_num_seqs": m.max_num_seqs,
+        "max_num_batched_tokens": m.max_num_batched_tokens,
+        "min_fraction": m.min_fraction,
+        "free_at_start_gib": _gib(m.free_at_start_bytes),
+        "boot_position": m.boot_position,
+        "after": m.after,
+        "boot_timeout_s": m.boot_timeout_s,
+        "notes": list(m.notes),
+    }
+
+
+def gpu_dict(g: GpuPlan) -> dict[str, Any]:
+    return {
+        "index": g.index,
+        "type": g.label,
+        "total_gib": _gib(g.total_bytes),
+        "total_bytes": g.total_bytes,
+        "reserve_gib": _gib(g.reserve_bytes),
+        "fraction_sum": round(g.fraction_sum, 4),
+        "free_under_load_gib": _gib(g.free_bytes),
+        "models": [model_dict(m) for m in g.models],
+    }
+
+
+def plan_dict(plan: Plan) -> dict[str, Any]:
+    return {"stack": plan.name, "gpus": [gpu_dict(g) for g in plan.gpus]}
+
+
+def plan_tables(plan: Plan) -> list[Table]:
+    tables = []
+    for gpu in plan.gpus:
+        table = Table(
+            title=f"GPU {gpu.index}: {gpu.label}, {gpu.total_bytes / GiB:.2f} GiB "
+            f"(shared {fmt_fraction(gpu.fraction_sum)}, free under load {gpu.free_bytes / GiB:.2f} GiB)",
+            title_justify="left",
+        )
+        for header in ("boot", "model", "fraction", "weights", "KV cache", "KV tokens", "full-length seqs"):
+            table.add_column(header, justify="left" if header == "model" else "right")
+        for m in gpu.models:
+            table.add_row(
+                str(m.boot_position),
+                m.name,
+                fmt_fraction(m.fraction),
+                f"{m.weights_bytes / GiB:.2f} GiB",
+                f"{m.kv_bytes / GiB:.2f} GiB",
+                f"{m.kv_tokens:,}",
+                f"{m.max_concurrency:.2f} x {m.max_model_len:,}",
+            )
+        tables.append(table)
+    return tables
+
+
+def run(stack_path: Path, as_json: bool, output: Output) -> int:
+    loaded = load_and_plan(stack_path)
+    if as_json:
+        output.raw(json.dumps(plan_dict(loaded.plan), indent=2) + "\n")
+        return 0
+    for table in plan_tables(loaded.plan):
+        output.render(table)
+    for model in loaded.plan.models:
+        for note in model.notes:
+            output.note(f"{model.name}: {note}")
+    return 0

@@ -1,0 +1,494 @@
+"""Spec -> Plan: the VRAM split of every GPU, checked before anything starts.
+
+Pure: no I/O, no Docker, no clock. All memory is integer bytes; the constants and
+their sources are in ``calibration``. The checks, in the order a user meets them:
+
+1. the fractions of a GPU plus its reserve must not exceed the card;
+2. each model's KV cache must hold one ``max_model_len`` sequence (vLLM's
+   "To serve at least one request with the model's max seq len" error);
+3. vLLM's startup check: when model k starts, the memory still free on its GPU
+   must cover ``ceil(fraction_k x total)`` ("Free memory on device ... is less
+   than desired GPU memory utilization");
+4. under load, every server's share plus what sits outside it (CUDA context,
+   cuBLAS, CUDA graphs) must fit the card.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from gpustack_compose import calibration as cal
+from gpustack_compose.catalog import ModelArch, find_gpu, find_model
+from gpustack_compose.errors import PlanError
+from gpustack_compose.spec import GpuSpec, ModelSpec, StackSpec, service_name
+from gpustack_compose.units import GiB, ceil_to, floor_to, fmt_fraction, fmt_gib, gib
+
+DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+KV_DTYPE_BYTES = {"fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}
+# Bits per quantized weight, with group scales: 4-bit formats keep a 16-bit
+# scale and a 4-bit zero per group of 128 -> 4 + 20/128 bits. compressed-tensors
+# checkpoints are mostly W8A8 / FP8: planned as 8-bit, the safe side for W4.
+QUANTIZED_WEIGHT_BITS = {
+    "fp8": 8.0,
+    "compressed-tensors": 8.0,
+    "awq": 4 + 20 / 128,
+    "gptq": 4 + 20 / 128,
+    "bitsandbytes": 4 + 20 / 128,
+}
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """Everything decided about one model server."""
+
+    name: str
+    service: str
+    stack_index: int
+    gpu: int
+    boot_position: int
+    after: str | None  # service it waits for on its GPU chain
+    fraction: float
+    fraction_source: str  # "fraction" | "size" | "auto"
+    share_bytes: int  # ceil(fraction x total): what vLLM requests
+    weights_bytes: int
+    activation_bytes: int
+    non_torch_bytes: int
+    lora_bytes: int
+    kv_bytes: int
+    kv_bytes_per_token: int
+    kv_tokens: int
+    max_model_len: int
+    max_num_seqs: int
+    max_num_seqs_default: bool
+    max_num_batched_tokens: int
+    min_fraction: float  # holds max_num_seqs full-length sequences
+    free_at_start_bytes: int  # what vLLM's startup check will see
+    resident_bytes: int  # after boot, idle
+    peak_bytes: int  # under load: share + what sits outside it
+    boot_timeout_s: int
+    max_loras: int
+    max_lora_rank: int
+    max_cpu_loras: int
+    quantization: str | None
+    trust_remote_code: bool
+    recommended_args: tuple[str, ...]
+    family: str
+    params: int
+    notes: tuple[str, ...] = ()
+
+    @property
+    def non_kv_bytes(self) -> int:
+        return self.weights_bytes + self.activation_bytes + self.non_torch_bytes + self.lora_bytes
+
+    @property
+    def max_concurrency(self) -> float:
+        """Full-length sequences the KV cache holds: vLLM's "Maximum concurrency"."""
+        return self.kv_tokens / self.max_model_len
+
+
+@dataclass(frozen=True)
+class GpuPlan:
+    index: int
+    label: str
+    total_bytes: int
+    reserve_bytes: int
+    models: tuple[ModelPlan, ...]  # in boot order
+
+    @property
+    def fraction_sum(self) -> float:
+        return sum(m.fraction for m in self.models)
+
+    @property
+    def peak_bytes(self) -> int:
+        return self.reserve_bytes + sum(m.peak_bytes for m in self.models)
+
+    @property
+    def free_bytes(self) -> int:
+        return self.total_bytes - self.peak_bytes
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    gpus: tuple[GpuPlan, ...]
+    models: tuple[ModelPlan, ...] = field(default=())  # in stack order
+
+    def model(self, name: str) -> ModelPlan:
+        return next(m for m in self.models if m.name == name)
+
+
+@dataclass(frozen=True)
+class _Need:
+    """A model's memory needs before its fraction is known."""
+
+    spec: ModelSpec
+    stack_index: int
+    arch: ModelArch
+    quantization: str | None
+    gpu: int
+    max_model_len: int
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    weights_bytes: int
+    activation_bytes: int
+    lora_bytes: int
+    kv_bytes_per_token: int
+    outside_share_bytes: int
+    max_loras: int
+    max_cpu_loras: int
+
+    @property
+    def non_kv_bytes(self) -> int:
+        return self.weights_bytes + self.activation_bytes + cal.NON_TORCH_INCREASE + self.lora_bytes
+
+    def kv_bytes_for(self, tokens: int) -> int:
+        blocks = math.ceil(tokens / cal.KV_BLOCK_TOKENS)
+        return blocks * cal.KV_BLOCK_TOKENS * self.kv_bytes_per_token
+
+    @property
+    def floor_bytes(self) -> int:
+        """Smallest share vLLM accepts: one max_model_len sequence of KV."""
+        return self.non_kv_bytes + self.kv_bytes_for(self.max_model_len)
+
+    @property
+    def target_bytes(self) -> int:
+        """Share that holds max_num_seqs full-length sequences."""
+        return self.non_kv_bytes + self.kv_bytes_for(self.max_model_len * self.max_num_seqs)
+
+
+def model_label(need: _Need) -> str:
+    return f"models[{need.stack_index}] {need.spec.name!r}"
+
+
+def arch_of(model: ModelSpec) -> tuple[ModelArch, str | None]:
+    """Architecture facts from the arch: block, else the catalog (checked in spec)."""
+    if model.arch is not None:
+        a = model.arch
+        heads = max(1, a.hidden_size // a.head_dim)
+        return (
+            ModelArch(
+                hidden_size=a.hidden_size,
+                intermediate_size=a.intermediate_size,
+                num_layers=a.num_layers,
+                num_attention_heads=heads,
+                num_kv_heads=a.num_kv_heads,
+                head_dim=a.head_dim,
+                vocab_size=a.vocab_size,
+                context_length=a.context_length,
+                dtype=a.dtype,
+                params_override=round(a.params_b * 1e9),
+            ),
+            None,
+        )
+    found = find_model(model.model)
+    if found is None:  # spec.check_stack rejects this first
+        raise PlanError(f"{model.name}: {model.model!r} is not in the model catalog; add an arch: block")
+    entry, implied_quantization = found
+    return entry.arch, implied_quantization
+
+
+def weights_bytes(arch: ModelArch, dtype_bytes: int, quantization: str | None) -> int:
+    """Weights as vLLM's "Model loading took" reports them.
+
+    Quantized checkpoints keep embeddings, LM head and vision tower in 16 bits."""
+    if quantization is None:
+        return arch.params * dtype_bytes + cal.WEIGHTS_LOAD_OVERHEAD
+    kept = arch.embedding_params + (arch.vision.params if arch.vision else 0)
+    quantized = max(0, arch.params - kept)
+    bits = QUANTIZED_WEIGHT_BITS[quantization]
+    return math.ceil(quantized * bits / 8) + kept * 2 + cal.WEIGHTS_LOAD_OVERHEAD
+
+
+def activation_peak(arch: ModelArch, tokens: int, max_num_seqs: int, act_bytes: int, eager: bool) -> int:
+    """Peak of vLLM's profiling run, the memory it keeps out of the KV cache.
+
+    A forward pass of ``tokens`` tokens holds, per token, the MLP's gate+up
+    output (2 x intermediate), the activation output (intermediate) and about
+    four hidden-size buffers (residual, norm, attention in/out): (3I + 4H) x
+    dtype bytes. Vision models also profile their encoder, on merge^2 patches per
+    LLM token. The sampler's dummy run adds float32 logits for max_num_seqs
+    sequences. See calibration.COLD_COMPILE_EXTRA for the cold-boot term.
+    """
+    text = tokens * (3 * arch.intermediate_size + 4 * arch.hidden_size) * act_bytes
+    vision = 0
+    if arch.vision is not None:
+        v = arch.vision
+        patches = tokens * v.spatial_merge**2
+        vision = patches * (3 * v.intermediate_size + 4 * v.hidden_size) * act_bytes
+    sampler = max_num_seqs * arch.vocab_size * cal.SAMPLER_LOGIT_BYTES
+    cold = 0 if eager else cal.COLD_COMPILE_EXTRA
+    return max(text, vision) + sampler + cold
+
+
+def lora_slot_bytes(arch: ModelArch, max_loras: int, max_rank: int, dtype_bytes: int) -> int:
+    """GPU memory vLLM preallocates for LoRA slots when the server starts.
+
+    Every wrapped linear layer holds A (rank x in) and B (out x rank) for each of
+    max_loras slots at max_lora_rank, in the model dtype (vLLM
+    ``lora/layers``: ``create_lora_weights``), whatever the adapters' own
+    ranks. Per decoder layer the wrapped projections are q, k, v, o, gate, up
+    and down, so the in+out sum is 7H + 2q + 2kv + 3I.
+    """
+    q = arch.num_attention_heads * arch.head_dim
+    kv = arch.num_kv_heads * arch.head_dim
+    h, i = arch.hidden_size, arch.intermediate_size
+    per_layer = 7 * h + 2 * q + 2 * kv + 3 * i
+    return arch.num_layers * per_layer * max_loras * max_rank * dtype_bytes
+
+
+def kv_bytes_per_token(arch: ModelArch, model_dtype_bytes: int, kv_cache_dtype: str) -> int:
+    """2 (K and V) x layers x KV heads x head dim x dtype bytes (DESIGN §4)."""
+    dtype_bytes = KV_DTYPE_BYTES.get(kv_cache_dtype, model_dtype_bytes)
+    return 2 * arch.num_layers * arch.num_kv_heads * arch.head_dim * dtype_bytes
+
+
+def _resolve(model: ModelSpec, stack_index: int, gpu: int) -> _Need:
+    arch, implied_quantization = arch_of(model)
+    quantization = model.quantization or implied_quantization
+    dtype = arch.dtype if model.dtype == "auto" else model.dtype
+    dtype_bytes = DTYPE_BYTES[dtype]
+    max_model_len = model.max_model_len or arch.context_length
+    if max_model_len > arch.context_length:
+        raise PlanError(
+            f"models[{stack_index}].max_model_len: {max_model_len} is longer than {model.model}'s "
+            f"context length {arch.context_length}; vLLM refuses it"
+        )
+    max_num_seqs = model.max_num_seqs or cal.DEFAULT_MAX_NUM_SEQS
+    batched = model.max_num_batched_tokens or max(cal.DEFAULT_MAX_NUM_BATCHED_TOKENS, max_num_seqs)
+    if batched < max_num_seqs:
+        raise PlanError(
+            f"models[{stack_index}].max_num_batched_tokens: {batched} is below max_num_seqs {max_num_seqs}; "
+            "vLLM requires at least one token per sequence per step"
+        )
+    act_bytes = 4 if dtype == "float32" else 2
+    max_loras = (model.max_loras or min(len(model.loras), 4)) if model.loras else 0
+    max_cpu_loras = (model.max_cpu_loras or max_loras) if model.loras else 0
+    lora = lora_slot_bytes(arch, max_loras, model.max_lora_rank, dtype_bytes) if model.loras else 0
+    return _Need(
+        spec=model,
+        stack_index=stack_index,
+        arch=arch,
+        quantization=quantization,
+        gpu=gpu,
+        max_model_len=max_model_len,
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=batched,
+        weights_bytes=weights_bytes(arch, dtype_bytes, quantization),
+        activation_bytes=activation_peak(arch, batched, max_num_seqs, act_bytes, model.enforce_eager),
+        lora_bytes=lora,
+        max_loras=max_loras,
+        max_cpu_loras=max_cpu_loras,
+        kv_bytes_per_token=kv_bytes_per_token(arch, dtype_bytes, model.kv_cache_dtype),
+        outside_share_bytes=cal.CUDA_CONTEXT + (0 if model.enforce_eager else cal.CUDA_GRAPHS),
+    )
+
+
+def gpu_total(gpu: GpuSpec) -> tuple[int, str]:
+    """CUDA's total for a GPU and a label for reports (``H100-80GB``)."""
+    if gpu.memory_gib is not None:
+        label = gpu.type or f"{gpu.memory_gib:g} GiB"
+        return gib(gpu.memory_gib), label
+    assert gpu.type is not None
+    gpu_type = find_gpu(gpu.type)
+    if gpu_type is None:  # spec.check_stack rejects this first
+        raise PlanError(f"GPU {gpu.index}: unknown type {gpu.type!r}")
+    return gpu_type.cuda_total_bytes, gpu_type.name
+
+
+def plan_stack(stack: StackSpec) -> Plan:
+    """The checked VRAM plan of a stack. Raises PlanError when it does not fit."""
+    needs: list[_Need] = []
+    for index, model in enumerate(stack.models):
+        placed = model.gpu if model.gpu is not None else stack.gpus[0].index
+        needs.append(_resolve(model, index, placed))
+
+    gpu_plans: list[GpuPlan] = []
+    by_name: dict[str, ModelPlan] = {}
+    for gpu in stack.gpus:
+        total, label = gpu_total(gpu)
+        if total < cal.MIN_GPU_BYTES:
+            raise PlanError(f"GPU {gpu.index}: {fmt_gib(total)} is too small to serve a model")
+        reserve = gib(gpu.reserve_gib) if gpu.reserve_gib is not None else cal.DEFAULT_RESERVE
+        if reserve >= total:
+            raise PlanError(f"GPU {gpu.index}: the reserve {fmt_gib(reserve)} leaves nothing of {fmt_gib(total)}")
+        on_gpu = [n for n in needs if n.gpu == gpu.index]
+        models = _plan_gpu(gpu.index, label, total, reserve, on_gpu)
+        gpu_plans.append(GpuPlan(gpu.index, label, total, reserve, tuple(models)))
+        by_name.update({m.name: m for m in models})
+    ordered = tuple(by_name[m.name] for m in stack.models)
+    return Plan(stack.name, tuple(gpu_plans), ordered)
+
+
+def _fractions(gpu: int, label: str, total: int, reserve: int, needs: list[_Need]) -> dict[str, tuple[float, str]]:
+    """The fraction of every model on a GPU: given, from a size, or auto."""
+    chosen: dict[str, tuple[float, str]] = {}
+    for need in needs:
+        memory = need.spec.memory
+        if memory.kind == "fraction":
+            chosen[need.spec.name] = (memory.fraction, "fraction")
+        elif memory.kind == "size":
+            fraction = ceil_to(memory.size_bytes / total, cal.FRACTION_STEP)
+            if fraction >= 1:
+                raise PlanError(
+                    f"{model_label(need)}: memory {fmt_gib(memory.size_bytes)} is not less than GPU {gpu}'s "
+                    f"{fmt_gib(total)} ({label})"
+                )
+            chosen[need.spec.name] = (fraction, "size")
+
+    auto = [n for n in needs if n.spec.memory.kind == "auto"]
+    if not auto:
+        return chosen
+    taken = sum(math.ceil(f * total) for f, _ in chosen.values())
+    outside = sum(n.outside_share_bytes for n in needs)
+    room = total - reserve - outside - taken
+    floors = [n.floor_bytes for n in auto]
+    if room < sum(floors):
+        detail = ", ".join(f"{n.spec.name} {fmt_gib(f)}" for n, f in zip(auto, floors, strict=True))
+        raise PlanError(
+            f"GPU {gpu} ({label}): the auto models need at least {fmt_gib(sum(floors))} ({detail}: weights, "
+            f"overheads and one max_model_len sequence each) but only {fmt_gib(room)} is left after "
+            f"{fmt_gib(taken)} of fixed shares, {fmt_gib(outside)} outside the shares and the "
+            f"{fmt_gib(reserve)} reserve"
+        )
+    spare = room - sum(floors)
+    wants = [max(0, n.target_bytes - f) for n, f in zip(auto, floors, strict=True)]
+    if sum(wants) >= spare and sum(wants) > 0:
+        # Not enough for every target: everyone gets the same share of what it wants.
+        shares = [f + spare * w / sum(wants) for f, w in zip(floors, wants, strict=True)]
+    else:
+        # Every target fits: what is left over is split equally.
+        bonus = (spare - sum(wants)) / len(auto)
+        shares = [n.target_bytes + bonus for n in auto]
+    for need, share in zip(auto, shares, strict=True):
+        chosen[need.spec.name] = (floor_to(share / total, cal.FRACTION_STEP), "auto")
+    return chosen
+
+
+def _plan_gpu(gpu: int, label: str, total: int, reserve: int, needs: list[_Need]) -> list[ModelPlan]:
+    if not needs:
+        return []
+    fractions = _fractions(gpu, label, total, reserve, needs)
+
+    # Check 1: the fractions and the reserve fit the card.
+    fraction_sum = sum(f for f, _ in fractions.values())
+    shares = {name: math.ceil(f * total) for name, (f, _) in fractions.items()}
+    if sum(shares.values()) + reserve > total:
+        parts = " + ".join(f"{n.spec.name} {fmt_fraction(fractions[n.spec.name][0])}" for n in needs)
+        most = floor_to((total - reserve) / total, cal.FRACTION_STEP)
+        over = sum(shares.values()) + reserve - total
+        raise PlanError(
+            f"GPU {gpu} ({label}, {fmt_gib(total)} as CUDA reports it): the fractions sum to "
+            f"{fmt_fraction(fraction_sum)} ({parts}) = {fmt_gib(sum(shares.values()))}; with the "
+            f"{fmt_gib(reserve)} reserve that is {fmt_gib(over)} more than the card holds. "
+            f"At most {fmt_fraction(most)} can be shared out on this GPU"
+        )
+
+    plans: list[ModelPlan] = []
+    held = 0  # resident bytes of the servers already up on this GPU
+    previous: str | None = None
+    for position, need in enumerate(needs, start=1):
+        name = need.spec.name
+        fraction, source = fractions[name]
+        share = shares[name]
+        kv = share - need.non_kv_bytes
+        block_bytes = cal.KV_BLOCK_TOKENS * need.kv_bytes_per_token
+        kv_tokens = max(0, kv) // block_bytes * cal.KV_BLOCK_TOKENS
+
+        # Check 2: one full-length sequence must fit, as vLLM demands at start.
+        if kv_tokens < need.max_model_len:
+            needed = need.kv_bytes_for(need.max_model_len)
+            min_fraction = ceil_to(need.floor_bytes / total, cal.FRACTION_STEP)
+            longest = kv_tokens
+            raise PlanError(
+                f"{model_label(need)} on GPU {gpu}: to serve one request of max_model_len "
+                f"{need.max_model_len}, {fmt_gib(needed)} of KV cache is needed, but fraction "
+                f"{fmt_fraction(fraction)} leaves {fmt_gib(max(0, kv))} ({fmt_gib(share)} share - "
+                f"{fmt_gib(need.weights_bytes)} weights - {fmt_gib(need.activation_bytes)} activation peak - "
+                f"{fmt_gib(cal.NON_TORCH_INCREASE)} non-torch"
+                + (f" - {fmt_gib(need.lora_bytes)} LoRA slots" if need.lora_bytes else "")
+                + f"); raise memory to at least {fmt_fraction(min_fraction)}"
+                + (f" or lower max_model_len to {longest}" if longest >= 16 else "")
+            )
+
+        # Check 3: vLLM's free-memory check when this server starts.
+        free_at_start = total - reserve - held
+        if free_at_start < share:
+            raise PlanError(
+                f"GPU {gpu} ({label}): when {name} (boot position {position}) starts, vLLM needs "
+                f"{fraction} x {fmt_gib(total)} = {fmt_gib(share)} free, but only {fmt_gib(free_at_start)} "
+                f"will be ({fmt_gib(total)} - {fmt_gib(reserve)} reserve - {fmt_gib(held)} held by "
+                f"{', '.join(p.name for p in plans)}); lower a fraction"
+            )
+        resident = need.weights_bytes + need.lora_bytes + kv + cal.RESIDENT_OVERHEAD
+        held += resident
+
+        min_fraction = ceil_to(need.target_bytes / total, cal.FRACTION_STEP)
+        notes: list[str] = []
+        if need.spec.max_num_seqs is not None and kv_tokens < need.max_model_len * need.max_num_seqs:
+            notes.append(
+                f"holds {kv_tokens / need.max_model_len:.2f} full-length sequences, fewer than "
+                f"max_num_seqs {need.max_num_seqs}: long requests may be preempted"
+            )
+        plans.append(
+            ModelPlan(
+                name=name,
+                service=service_name(name),
+                stack_index=need.stack_index,
+                gpu=gpu,
+                boot_position=position,
+                after=previous,
+                fraction=fraction,
+                fraction_source=source,
+                share_bytes=share,
+                weights_bytes=need.weights_bytes,
+                activation_bytes=need.activation_bytes,
+                non_torch_bytes=cal.NON_TORCH_INCREASE,
+                lora_bytes=need.lora_bytes,
+                kv_bytes=kv,
+                kv_bytes_per_token=need.kv_bytes_per_token,
+                kv_tokens=kv_tokens,
+                max_model_len=need.max_model_len,
+                max_num_seqs=need.max_num_seqs,
+                max_num_seqs_default=need.spec.max_num_seqs is None,
+                max_num_batched_tokens=need.max_num_batched_tokens,
+                min_fraction=min_fraction,
+                free_at_start_bytes=free_at_start,
+                resident_bytes=resident,
+                peak_bytes=share + need.outside_share_bytes,
+                boot_timeout_s=need.spec.boot_timeout_s or _boot_timeout(need.weights_bytes),
+                max_loras=need.max_loras,
+                max_lora_rank=need.spec.max_lora_rank,
+                max_cpu_loras=need.max_cpu_loras,
+                quantization=need.quantization,
+                trust_remote_code=(
+                    need.spec.trust_remote_code
+                    if need.spec.trust_remote_code is not None
+                    else need.arch.trust_remote_code
+                ),
+                recommended_args=need.arch.recommended_args,
+                family=need.arch.family,
+                params=need.arch.params,
+                notes=tuple(notes),
+            )
+        )
+        previous = service_name(name)
+
+    # Check 4: under load every server may hold its whole share plus what sits
+    # outside it (CUDA context, cuBLAS, CUDA graphs).
+    peak = reserve + sum(p.peak_bytes for p in plans)
+    if peak > total:
+        outside = sum(p.peak_bytes - p.share_bytes for p in plans)
+        cut = fmt_fraction(ceil_to((peak - total) / total, cal.FRACTION_STEP))
+        raise PlanError(
+            f"GPU {gpu} ({label}): the fractions fit, but under load the servers also hold "
+            f"{fmt_gib(outside)} outside their fractions (CUDA context, cuBLAS and CUDA graphs, "
+            f"~{fmt_gib(cal.CUDA_CONTEXT + cal.CUDA_GRAPHS)} each): {fmt_gib(peak)} against "
+            f"{fmt_gib(total)}; lower the fractions by {cut} in all"
+        )
+    return plans
+
+
+def _boot_timeout(weights: int) -> int:
+    seconds = cal.BOOT_BASE_S + cal.BOOT_S_PER_WEIGHT_GIB * weights / GiB
+    return int(ceil_to(seconds, cal.BOOT_ROUND_S))

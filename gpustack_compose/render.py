@@ -1,0 +1,238 @@
+"""(Spec, Plan) -> {relative path: text}, from the Jinja2 templates in ``templates/``.
+
+Pure: no I/O except reading templates. One Jinja environment with
+StrictUndefined; every value a template prints must pass through a quoting
+filter (``q`` for YAML, ``cq`` for compose, ``md`` for Markdown, ``key`` for
+names already validated as safe). ``finalize`` refuses anything else, so a model
+name, path or argument can never inject YAML or compose interpolation.
+"""
+
+from __future__ import annotations
+
+import functools
+import posixpath
+import re
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from gpustack_compose import healthcheck
+from gpustack_compose.planner import ModelPlan, Plan
+from gpustack_compose.spec import ModelSpec, StackSpec
+from gpustack_compose.units import fmt_fraction, fmt_gib
+from gpustack_compose.vllm_args import MODEL_PORT, adapter_mounts, serve_args
+
+COMPOSE_FILE = "docker-compose.yml"
+LITELLM_CONFIG = "litellm/config.yaml"
+ENV_EXAMPLE = ".env.example"
+PLAN_FILE = "PLAN.md"
+PROXY_SERVICE = "litellm"
+PROXY_PORT = 4000
+HF_CACHE = "/root/.cache/huggingface"
+
+
+class Quoted(str):
+    """Text already made safe for the file it is printed into."""
+
+
+def _finalize(value: object) -> object:
+    if isinstance(value, Quoted):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise jinja2.TemplateError(f"template printed an unquoted value: {value!r}")
+
+
+def yaml_quote(value: object) -> Quoted:
+    """A YAML scalar that parses back to exactly ``value``.
+
+    Strings become double-quoted, pure-ASCII text: every character outside
+    printable ASCII is escaped (\\uXXXX / \\UXXXXXXXX), so line separators, BOMs and
+    C1 controls cannot break the document in any YAML 1.1 or 1.2 parser."""
+    if isinstance(value, bool):
+        return Quoted("true" if value else "false")
+    if isinstance(value, int):
+        return Quoted(str(value))
+    if not isinstance(value, str):
+        raise jinja2.TemplateError(f"cannot quote {type(value).__name__} {value!r}")
+    out = ['"']
+    for char in value:
+        code = ord(char)
+        if char in '"\\':
+            out.append("\\" + char)
+        elif 0x20 <= code < 0x7F:
+            out.append(char)
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04X}")
+        else:
+            out.append(f"\\U{code:08X}")
+    out.append('"')
+    return Quoted("".join(out))
+
+
+def compose_quote(value: object) -> Quoted:
+    """YAML quoting plus ``$`` -> ``$$``: Compose interpolates ``$VAR`` in every
+    string of the file, so a literal dollar must be doubled."""
+    if isinstance(value, str):
+        value = value.replace("$", "$$")
+    return yaml_quote(value)
+
+
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def safe_key(value: object) -> Quoted:
+    """A mapping key (service, env var, label): plain when it reads back as the
+    same string, quoted otherwise -- a service named ``0`` or ``true`` would
+    otherwise become an integer or a boolean key."""
+    if not isinstance(value, str):
+        raise jinja2.TemplateError(f"not a string key: {value!r}")
+    if _SAFE_KEY.match(value) and yaml.safe_load(f"{value}: x") == {value: "x"}:
+        return Quoted(value)
+    return yaml_quote(value)
+
+
+def markdown_cell(value: object) -> Quoted:
+    text = str(value)
+    for char, escaped in (("\\", "\\\\"), ("|", "\\|"), ("<", "&lt;"), (">", "&gt;"), ("`", "\\`")):
+        text = text.replace(char, escaped)
+    return Quoted(re.sub(r"\s+", " ", text))
+
+
+def comment_text(value: object) -> Quoted:
+    """Text for a ``#`` comment: printable ASCII kept, everything else escaped,
+    so no line break can end the comment."""
+    quoted = yaml_quote(str(value))
+    return Quoted(quoted[1:-1])
+
+
+def _gib(value: int) -> Quoted:
+    return Quoted(fmt_gib(value))
+
+
+def _fraction(value: float) -> Quoted:
+    return Quoted(fmt_fraction(value))
+
+
+def _thousands(value: int) -> Quoted:
+    return Quoted(f"{value:,}")
+
+
+def _seconds(value: int) -> Quoted:
+    return Quoted(f"{value}s")
+
+
+def templates_dir() -> Path:
+    """``templates/`` inside the wheel, or at the top of a source checkout."""
+    packaged = Path(__file__).parent / "templates"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "templates"
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=_finalize,
+    )
+    env.filters.update(
+        q=yaml_quote,
+        cq=compose_quote,
+        key=safe_key,
+        md=markdown_cell,
+        comment=comment_text,
+        gib=_gib,
+        fraction=_fraction,
+        thousands=_thousands,
+        seconds=_seconds,
+    )
+    return env
+
+
+def _model_service(stack: StackSpec, spec: ModelSpec, plan: ModelPlan, stack_dir: str) -> dict[str, Any]:
+    timing = healthcheck.timing(stack.docker.min_engine, plan.boot_timeout_s)
+    mounts = [
+        {
+            # Compose resolves a relative bind source against the compose file's
+            # folder; the stack file names it relative to the stack file.
+            "source": _relative_to_output(stack_dir, m.host_path),
+            "target": m.container_path,
+        }
+        for m in adapter_mounts(spec)
+    ]
+    labels = {
+        "gpustack-compose.role": "model",
+        "gpustack-compose.model": spec.name,
+        "gpustack-compose.gpu": str(plan.gpu),
+        "gpustack-compose.fraction": fmt_fraction(plan.fraction),
+        "gpustack-compose.boot-position": str(plan.boot_position),
+    }
+    return {
+        "service": plan.service,
+        "image": spec.image or stack.images.vllm,
+        "args": serve_args(spec, plan),
+        "env": sorted(spec.env.items()),
+        "mounts": mounts,
+        "shm_size": spec.shm_size,
+        "gpu_ids": [str(plan.gpu)],
+        "after": plan.after,
+        "timing": timing,
+        "labels": sorted(labels.items()),
+    }
+
+
+def _relative_to_output(stack_dir: str, host_path: str) -> str:
+    if posixpath.isabs(host_path):
+        return host_path
+    joined = posixpath.normpath(posixpath.join(stack_dir, host_path))
+    return joined if joined.startswith(("../", "/")) else "./" + joined
+
+
+def render(stack: StackSpec, plan: Plan, source: str) -> dict[str, str]:
+    """Every rendered file. ``source`` is the stack file's path relative to the
+    output folder (posix), e.g. ``../../stacks/idp.yaml``."""
+    env = environment()
+    stack_dir = posixpath.dirname(source) or "."
+    specs = {m.name: m for m in stack.models}
+    model_services = [_model_service(stack, specs[m.name], m, stack_dir) for m in _boot_ordered(plan)]
+    proxy_timing = healthcheck.timing(stack.docker.min_engine, healthcheck.PROXY_START_PERIOD_S)
+    routes = []
+    for model_plan in plan.models:
+        spec = specs[model_plan.name]
+        routes.append({"name": spec.name, "service": model_plan.service, "kind": "model"})
+        routes += [{"name": lora.name, "service": model_plan.service, "kind": "adapter"} for lora in spec.loras]
+    context = {
+        "stack": stack,
+        "plan": plan,
+        "source": source,
+        "model_services": model_services,
+        "proxy": stack.proxy,
+        "proxy_image": stack.proxy.image or stack.images.litellm,
+        "proxy_service": PROXY_SERVICE,
+        "proxy_port": PROXY_PORT,
+        "proxy_timing": proxy_timing,
+        "model_port": MODEL_PORT,
+        "hf_cache": HF_CACHE,
+        "routes": routes,
+        "specs": specs,
+        "start_interval": healthcheck.supports_start_interval(stack.docker.min_engine),
+    }
+    return {
+        COMPOSE_FILE: env.get_template("docker-compose.yml.j2").render(context),
+        LITELLM_CONFIG: env.get_template("litellm-config.yaml.j2").render(context),
+        ENV_EXAMPLE: env.get_template("env.example.j2").render(context),
+        PLAN_FILE: env.get_template("PLAN.md.j2").render(context),
+    }
+
+
+def _boot_ordered(plan: Plan) -> list[ModelPlan]:
+    """Services in the file: GPU by GPU, each chain in boot order."""
+    return [m for gpu in plan.gpus for m in gpu.models]

@@ -1,0 +1,452 @@
+"""The stack file (version 1) as a strict, frozen model.
+
+Unknown keys are errors, types are not coerced (``"8192"`` is not an integer),
+and every rule that needs more than one field lives in ``check_stack`` so that
+its error can name the exact field path. ``loader`` turns pydantic's errors into
+one line each (``models[1].memory: 1.3 is not a fraction in (0, 1)``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    WithJsonSchema,
+    field_validator,
+)
+
+from gpustack_compose.catalog import find_gpu, find_model, gpu_names
+from gpustack_compose.units import SIZE_PATTERN, parse_size
+from gpustack_compose.vllm_args import MANAGED_FLAGS, flag_name
+
+STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:@+-]*$", re.IGNORECASE)
+ENGINE_VERSION = re.compile(r"^\d+\.\d+$")
+# A model reference is an HF repo id or a path inside the container: printable,
+# no whitespace (vLLM takes it as one argv word; compose would split nothing,
+# but a space in a repo id is always a typo).
+MODEL_REF = re.compile(r"^[^\s\x00-\x1f\x7f]{1,255}$")
+
+# Names the proxy service and compose itself use; a model cannot take them.
+RESERVED_SERVICE_NAMES = frozenset({"litellm"})
+
+
+class SpecValueError(ValueError):
+    """A rule broken by one value; the message is shown after the field path."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+@dataclass(frozen=True)
+class Memory:
+    """A model's VRAM request: a fraction of the card, a size, or ``auto``."""
+
+    kind: Literal["fraction", "size", "auto"]
+    fraction: float = 0.0
+    size_bytes: int = 0
+
+    def __str__(self) -> str:
+        if self.kind == "fraction":
+            return repr(self.fraction)
+        if self.kind == "size":
+            return f"{self.size_bytes} B"
+        return "auto"
+
+
+AUTO = Memory("auto")
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def parse_memory(value: object) -> Memory:
+    if isinstance(value, Memory):
+        return value
+    if isinstance(value, bool) or value is None:
+        raise SpecValueError(f"{_describe(value)} is not a fraction in (0, 1), a size like '40GiB', or auto")
+    if isinstance(value, (int, float)):
+        if not 0 < value < 1:
+            raise SpecValueError(f"{value!r} is not a fraction in (0, 1)")
+        return Memory("fraction", fraction=float(value))
+    if isinstance(value, str):
+        if value == "auto":
+            return AUTO
+        size = parse_size(value) if SIZE_PATTERN.match(value) else None
+        if size is None:
+            raise SpecValueError(f"{value!r} is not a fraction in (0, 1), a size like '40GiB', or auto")
+        if size <= 0:
+            raise SpecValueError(f"{value!r} is not a positive size")
+        return Memory("size", size_bytes=size)
+    raise SpecValueError(f"{_describe(value)} is not a fraction in (0, 1), a size like '40GiB', or auto")
+
+
+def _memory_out(memory: Memory) -> object:
+    if memory.kind == "fraction":
+        return memory.fraction
+    if memory.kind == "size":
+        return f"{memory.size_bytes}B"
+    return "auto"
+
+
+MemoryField = Annotated[
+    Memory,
+    PlainValidator(parse_memory),
+    PlainSerializer(_memory_out),
+    WithJsonSchema(
+        {
+            "description": "Fraction of the GPU's total memory in (0, 1), a size such as '40GiB', or 'auto'.",
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+                {"type": "string", "pattern": SIZE_PATTERN.pattern},
+                {"const": "auto"},
+            ],
+        }
+    ),
+]
+
+
+class GpuSpec(_Strict):
+    """One GPU of the host that the stack may use."""
+
+    index: int = Field(ge=0, le=63, description="CUDA device index (what nvidia-smi shows).")
+    type: str | None = Field(default=None, description="GPU catalog name, case-insensitive, e.g. H100-80GB.")
+    memory_gib: float | None = Field(
+        default=None,
+        gt=0,
+        le=4096,
+        description="Total memory CUDA reports, in GiB; overrides the catalog (needed for unknown types).",
+    )
+    reserve_gib: float | None = Field(
+        default=None,
+        ge=0,
+        le=4096,
+        description="Memory never available to the stack (driver, display, other processes). Default 0.52 GiB.",
+    )
+
+
+class ArchSpec(_Strict):
+    """Architecture facts for a model the built-in catalog does not know (from its config.json)."""
+
+    params_b: float = Field(gt=0, le=10000, description="Total parameters in billions.")
+    hidden_size: int = Field(gt=0, le=1_000_000)
+    intermediate_size: int = Field(gt=0, le=10_000_000)
+    num_layers: int = Field(gt=0, le=10_000, description="num_hidden_layers")
+    num_kv_heads: int = Field(gt=0, le=10_000, description="num_key_value_heads")
+    head_dim: int = Field(gt=0, le=100_000)
+    context_length: int = Field(gt=0, le=100_000_000, description="max_position_embeddings")
+    vocab_size: int = Field(default=0, ge=0, le=10_000_000)
+    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+
+
+class LoraSpec(_Strict):
+    """A LoRA adapter served by its base model's server under its own name."""
+
+    name: str = Field(description="Model name the adapter is served as.")
+    path: str = Field(description="Host path of the adapter folder, relative to the stack file.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not MODEL_NAME.match(value):
+            raise SpecValueError(f"{value!r} is not a valid name: use [a-z0-9][a-z0-9._-]{{0,62}}")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value or any(ord(c) < 32 or ord(c) == 127 for c in value) or len(value) > 1024:
+            raise SpecValueError(f"{value!r} is not a usable path")
+        return value
+
+
+class ModelSpec(_Strict):
+    """One vLLM server."""
+
+    name: str = Field(description="Served model name: what clients ask the proxy for.")
+    model: str = Field(description="Hugging Face repo id, or a path inside the container.")
+    gpu: int | None = Field(default=None, ge=0, le=63, description="GPU index; defaults to the only GPU.")
+    memory: MemoryField = Field(default=AUTO)
+    max_model_len: int | None = Field(
+        default=None, ge=16, le=100_000_000, description="Longest sequence; defaults to the model's context."
+    )
+    max_num_seqs: int | None = Field(
+        default=None, ge=1, le=65536, description="Concurrent sequences the slice is sized for (default 16)."
+    )
+    max_num_batched_tokens: int | None = Field(
+        default=None, ge=16, le=10_000_000, description="Tokens per scheduler step (default 2048)."
+    )
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    quantization: Literal["awq", "gptq", "fp8", "bitsandbytes", "compressed-tensors"] | None = None
+    kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = "auto"
+    enforce_eager: bool = Field(default=False, description="Skip torch.compile and CUDA graphs.")
+    trust_remote_code: bool | None = Field(default=None, description="Default: what the catalog says the model needs.")
+    image: str | None = Field(default=None, description="vLLM image for this model; default images.vllm.")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
+    extra_args: list[str] = Field(default_factory=list, description="Extra `vllm serve` arguments, verbatim.")
+    loras: list[LoraSpec] = Field(default_factory=list)
+    max_loras: int | None = Field(
+        default=None, ge=1, le=1024, description="Adapters resident on the GPU at once (default: min(adapters, 4))."
+    )
+    max_lora_rank: Literal[8, 16, 32, 64, 128, 256, 512] = Field(
+        default=16, description="Largest adapter rank; every GPU slot is sized for it."
+    )
+    max_cpu_loras: int | None = Field(
+        default=None, ge=1, le=100_000, description="Adapters cached in host memory (default: max_loras)."
+    )
+    boot_timeout_s: int | None = Field(
+        default=None,
+        ge=10,
+        le=86400,
+        description="Seconds the model may take to become healthy (compose start_period); default grows with size.",
+    )
+    shm_size: str = Field(default="2gb", description="Size of /dev/shm (vLLM and PyTorch share tensors through it).")
+    arch: ArchSpec | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not MODEL_NAME.match(value):
+            raise SpecValueError(f"{value!r} is not a valid name: use [a-z0-9][a-z0-9._-]{{0,62}}")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        if not MODEL_REF.match(value):
+            raise SpecValueError(f"{value!r} is not a model reference (an HF repo id or a path, no spaces)")
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        return _check_image(value)
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, item in value.items():
+            if not ENV_NAME.match(key):
+                raise SpecValueError(f"{key!r} is not an environment variable name")
+            if "\x00" in item:
+                raise SpecValueError(f"the value of {key} contains a NUL byte")
+        return value
+
+    @field_validator("extra_args")
+    @classmethod
+    def _extra_args(cls, value: list[str]) -> list[str]:
+        for arg in value:
+            if "\x00" in arg or "\n" in arg:
+                raise SpecValueError(f"{arg!r} contains a control character")
+        return value
+
+    @field_validator("shm_size")
+    @classmethod
+    def _shm_size(cls, value: str) -> str:
+        if not re.match(r"^[1-9][0-9]{0,5}(b|k|m|g|kb|mb|gb)$", value):
+            raise SpecValueError(f"{value!r} is not a size like '2gb'")
+        return value
+
+
+class ProxySpec(_Strict):
+    """The LiteLLM proxy: the stack's single OpenAI-compatible endpoint."""
+
+    port: int = Field(default=4000, ge=1, le=65535, description="Host port the proxy is published on.")
+    host: str = Field(default="127.0.0.1", description="Host address the port is bound to.")
+    workers: int = Field(default=2, ge=1, le=64, description="Gunicorn workers (LiteLLM --num_workers).")
+    max_requests_before_restart: int = Field(
+        default=10000, ge=1, le=10_000_000, description="Recycle a worker after this many requests."
+    )
+    request_timeout_s: int = Field(default=600, ge=1, le=86400, description="LiteLLM request timeout.")
+    image: str | None = Field(default=None, description="LiteLLM image; default images.litellm.")
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise SpecValueError(f"{value!r} is not an IP address") from None
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        return _check_image(value)
+
+
+# The release the planner's constants were measured with (DESIGN §4, vLLM 0.26.0
+# on an H100); the LiteLLM release the proxy image and tests are built from.
+DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.26.0"
+DEFAULT_LITELLM_IMAGE = "ghcr.io/berriai/litellm:main-v1.106.2"
+
+
+class ImagesSpec(_Strict):
+    """Images, pinned by tag."""
+
+    vllm: str = DEFAULT_VLLM_IMAGE
+    litellm: str = DEFAULT_LITELLM_IMAGE
+
+    @field_validator("vllm", "litellm")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        checked = _check_image(value)
+        assert checked is not None
+        return checked
+
+
+class DockerSpec(_Strict):
+    """The Docker Engine the stack is rendered for."""
+
+    min_engine: str = Field(
+        default="20.10",
+        description=(
+            "Oldest Docker Engine the stack must run on. 25.0 or newer enables "
+            "healthcheck.start_interval (faster boot gates); older engines reject it."
+        ),
+    )
+
+    @field_validator("min_engine")
+    @classmethod
+    def _min_engine(cls, value: str) -> str:
+        if not ENGINE_VERSION.match(value):
+            raise SpecValueError(f"{value!r} is not a version like '25.0'")
+        return value
+
+
+class StackSpec(_Strict):
+    """A gpustack-compose stack file, version 1."""
+
+    version: Literal[1] = 1
+    name: str = Field(description="Compose project name: [a-z][a-z0-9-]{0,39}.")
+    gpus: list[GpuSpec] = Field(min_length=1)
+    models: list[ModelSpec] = Field(min_length=1)
+    proxy: ProxySpec = Field(default_factory=ProxySpec)
+    images: ImagesSpec = Field(default_factory=ImagesSpec)
+    docker: DockerSpec = Field(default_factory=DockerSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not STACK_NAME.match(value):
+            raise SpecValueError(f"{value!r} is not a valid stack name: use [a-z][a-z0-9-]{{0,39}}")
+        return value
+
+
+def _check_image(value: str | None) -> str | None:
+    if value is not None and (not IMAGE_REF.match(value) or len(value) > 255):
+        raise SpecValueError(f"{value!r} is not an image reference")
+    return value
+
+
+def service_name(model_name: str) -> str:
+    """Compose service (and hostname) of a model: dots and underscores become
+    hyphens, because a dot in a hostname is a domain separator
+    (``qwen2.5-7b`` -> ``qwen2-5-7b``)."""
+    return re.sub(r"[._]", "-", model_name).strip("-")
+
+
+class StackRuleError(ValueError):
+    """A cross-field rule broken; ``path`` names the field."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+def check_stack(stack: StackSpec) -> None:
+    """Rules that involve more than one field. Raises StackRuleError."""
+    gpu_indexes: dict[int, int] = {}
+    for position, gpu in enumerate(stack.gpus):
+        if gpu.index in gpu_indexes:
+            raise StackRuleError(
+                ("gpus", position, "index"),
+                f"GPU {gpu.index} is declared twice (also gpus[{gpu_indexes[gpu.index]}])",
+            )
+        gpu_indexes[gpu.index] = position
+        if gpu.type is None and gpu.memory_gib is None:
+            raise StackRuleError(("gpus", position), "give type (a catalog GPU such as H100-80GB) or memory_gib")
+        if gpu.type is not None and gpu.memory_gib is None and find_gpu(gpu.type) is None:
+            raise StackRuleError(
+                ("gpus", position, "type"),
+                f"{gpu.type!r} is not in the GPU catalog ({', '.join(gpu_names())}); give memory_gib",
+            )
+
+    names: dict[str, tuple[str | int, ...]] = {}
+    services: dict[str, str] = {}
+    for position, model in enumerate(stack.models):
+        where: tuple[str | int, ...] = ("models", position)
+        if model.name in names:
+            used_by = format_path(names[model.name])
+            raise StackRuleError((*where, "name"), f"{model.name!r} is already used by {used_by}")
+        names[model.name] = (*where, "name")
+        service = service_name(model.name)
+        if service in RESERVED_SERVICE_NAMES:
+            raise StackRuleError((*where, "name"), f"{model.name!r} is reserved for the proxy service")
+        if service in services:
+            raise StackRuleError(
+                (*where, "name"),
+                f"{model.name!r} and {services[service]!r} would both be the compose service {service!r}",
+            )
+        services[service] = model.name
+        if model.gpu is not None and model.gpu not in gpu_indexes:
+            declared = ", ".join(str(i) for i in sorted(gpu_indexes))
+            raise StackRuleError((*where, "gpu"), f"GPU {model.gpu} is not declared in gpus (declared: {declared})")
+        if model.arch is None and find_model(model.model) is None:
+            raise StackRuleError(
+                (*where, "model"),
+                f"{model.model!r} is not in the model catalog; describe it in an arch: block "
+                "(params_b, hidden_size, intermediate_size, num_layers, num_kv_heads, head_dim, context_length)",
+            )
+        for arg_position, arg in enumerate(model.extra_args):
+            flag = flag_name(arg)
+            if flag in MANAGED_FLAGS:
+                raise StackRuleError(
+                    (*where, "extra_args", arg_position),
+                    f"{flag} is set by gpustack-compose from {MANAGED_FLAGS[flag]}; remove it from extra_args",
+                )
+        if model.gpu is None and len(stack.gpus) > 1:
+            raise StackRuleError(
+                (*where, "gpu"), f"{model.name!r} needs a gpu: the stack declares {len(stack.gpus)} GPUs"
+            )
+
+    for position, model in enumerate(stack.models):
+        for lora_position, lora in enumerate(model.loras):
+            where = ("models", position, "loras", lora_position, "name")
+            if lora.name in names:
+                raise StackRuleError(
+                    where,
+                    f"{lora.name!r} is already used by {format_path(names[lora.name])} "
+                    "(adapters are model names at the proxy)",
+                )
+            names[lora.name] = where
+
+
+def format_path(path: tuple[str | int, ...] | tuple[Any, ...]) -> str:
+    """``('models', 1, 'memory')`` -> ``models[1].memory``."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text

