@@ -7,7 +7,7 @@ STACKS := $(sort $(wildcard stacks/*.yaml))
 STACK ?= stacks/h100-idp.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help install example test lint fmt render check golden lock clean
+.PHONY: help install example test lint fmt render check golden images rehearse up status down lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -44,6 +44,21 @@ check: install ## fail (exit 3) if any committed compose/ output is stale
 golden: install ## regenerate tests/golden/*/expected with the tool itself
 	@for d in tests/golden/*/; do \
 	  $(PY) -m gpustack_compose render $$d/stack.yaml -o $$d/expected || exit 1; done
+
+images: install ## build the simulator and LiteLLM images locally (cached by content hash)
+	$(PY) -m gpustack_compose images
+
+rehearse: install ## boot STACK on Docker without a GPU (simulator + real LiteLLM), check it, tear it down
+	$(PY) -m gpustack_compose rehearse $(STACK)
+
+up: install ## start STACK on this GPU host and follow its boot
+	$(PY) -m gpustack_compose up $(STACK)
+
+status: install ## the services of STACK, from the engine
+	$(PY) -m gpustack_compose status $(STACK)
+
+down: install ## stop STACK
+	$(PY) -m gpustack_compose down $(STACK)
 
 lock: install ## refresh constraints.txt from the current .venv
 	{ sed -n "1,2p" constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v "^gpustack"; echo "hatchling==1.27.0"; } > constraints.new && mv constraints.new constraints.txt

@@ -76,3 +76,11 @@ SAMPLER_LOGIT_BYTES = 4
 
 # A CUDA total below this is not a GPU vLLM can serve a model from.
 MIN_GPU_BYTES = 1 * GiB
+
+# Cold boot on the H100 (to /health 200): 123.1 s for the 14B shape (27.57 GiB
+# of weights), 83.0 s for the 7B (14.29 GiB), weights on local disk. A line
+# through both: ~55 s of imports, process spawn and compile, plus ~2.45 s per
+# GiB of weights (14B: 55 + 2.45 x 27.6 = 122.6 s; 7B: 90 s, 7 s slow).
+# Rehearsals replay these times, scaled down.
+COLD_BOOT_BASE_S = 55.0
+COLD_BOOT_S_PER_WEIGHT_GIB = 2.45

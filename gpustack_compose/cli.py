@@ -18,8 +18,16 @@ import click
 
 from gpustack_compose import __version__
 from gpustack_compose.commands import check as check_cmd
+from gpustack_compose.commands import down as down_cmd
+from gpustack_compose.commands import images as images_cmd
+from gpustack_compose.commands import logs as logs_cmd
 from gpustack_compose.commands import plan as plan_cmd
+from gpustack_compose.commands import rehearse as rehearse_cmd
 from gpustack_compose.commands import render as render_cmd
+from gpustack_compose.commands import smoke as smoke_cmd
+from gpustack_compose.commands import status as status_cmd
+from gpustack_compose.commands import up as up_cmd
+from gpustack_compose.commands.lifecycle import RehearsalSettings
 from gpustack_compose.console import Output
 from gpustack_compose.errors import EXIT_INVALID, GscError
 
@@ -33,6 +41,11 @@ OUT = click.option(
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
     help="Output folder (default: compose/<stack name>/).",
+)
+
+
+REHEARSAL = click.option(
+    "--rehearsal", is_flag=True, help="Act on the simulated rehearsal of the stack (no GPU needed)."
 )
 
 
@@ -105,3 +118,157 @@ def check(stack: Path, out: Path | None) -> None:
       gpustack-compose check stacks/h100-idp.yaml
     """
     _guard(lambda output: check_cmd.run(stack, out, output))
+
+
+@main.command()
+@STACK
+@OUT
+@click.option("--report", type=click.Path(path_type=Path, dir_okay=False), help="Write the JSON report here.")
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.03,
+    show_default=True,
+    help="Simulated load time = the H100 cold-boot estimate of each model x this.",
+)
+@click.option("--load-s", type=click.FloatRange(min=0), default=None, help="Fixed simulated load time per model.")
+@click.option("--port", "proxy_port", type=click.IntRange(0, 65535), default=0, help="Proxy port (default: ephemeral).")
+@click.option("--keep", is_flag=True, help="Leave the rehearsal running.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=None, help="Give up after this many s.")
+@click.option("--unsafe-skip-fit-check", is_flag=True, hidden=True, help="Rehearse a split the planner refuses.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+def rehearse(
+    stack: Path,
+    out: Path | None,
+    report: Path | None,
+    time_scale: float,
+    load_s: float | None,
+    proxy_port: int,
+    keep: bool,
+    timeout_s: float | None,
+    unsafe_skip_fit_check: bool,
+    as_json: bool,
+) -> None:
+    """Boot the stack on Docker without a GPU and check it.
+
+    vLLM is replaced by a simulator that takes the same command line and plays
+    the planned GPU; the real LiteLLM proxy runs in front. Checks the boot
+    order from the engine's timestamps, smoke-tests every model and adapter
+    through the proxy, then tears everything down. Exit 4 if a service fails
+    to become healthy.
+
+    \b
+    Example:
+      gpustack-compose rehearse stacks/h100-idp.yaml --report rehearsal.json
+    """
+    settings = RehearsalSettings(time_scale, load_s, proxy_port)
+    options = rehearse_cmd.Options(report, settings, keep, timeout_s, unsafe_skip_fit_check, as_json)
+    _guard(lambda output: rehearse_cmd.run(stack, out, options, output))
+
+
+@main.command()
+@STACK
+@OUT
+@click.option("--json", "as_json", is_flag=True, help="Print the boot report as JSON on stdout.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=None, help="Give up after this many s.")
+@REHEARSAL
+@click.option("--time-scale", type=click.FloatRange(min=0, min_open=True), default=0.03, show_default=True,
+              help="With --rehearsal: simulated load time = H100 cold-boot estimate x this.")  # fmt: skip
+@click.option("--load-s", type=click.FloatRange(min=0), default=None, help="With --rehearsal: fixed load time.")
+def up(
+    stack: Path,
+    out: Path | None,
+    as_json: bool,
+    timeout_s: float | None,
+    rehearsal: bool,
+    time_scale: float,
+    load_s: float | None,
+) -> None:
+    """Render if needed, start the stack and follow its boot.
+
+    Shows each model waiting / starting / loading / healthy / failed, waits
+    until the proxy routes every model, then prints the boot timeline. Exit 4
+    with the failing service's log if one does not become healthy.
+
+    \b
+    Example:
+      gpustack-compose up stacks/h100-idp.yaml
+    """
+    settings = RehearsalSettings(time_scale, load_s) if rehearsal else None
+    _guard(lambda output: up_cmd.run(stack, out, as_json, timeout_s, settings, output))
+
+
+@main.command()
+@STACK
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
+@REHEARSAL
+def status(stack: Path, as_json: bool, rehearsal: bool) -> None:
+    """One table of the stack's services: health, uptime, restarts, GPU, fraction.
+
+    \b
+    Example:
+      gpustack-compose status stacks/h100-idp.yaml
+    """
+    _guard(lambda output: status_cmd.run(stack, as_json, rehearsal, output))
+
+
+@main.command()
+@STACK
+@OUT
+@click.option("-v", "--volumes", is_flag=True, help="Also remove the stack's volumes (the HF cache).")
+@REHEARSAL
+def down(stack: Path, out: Path | None, volumes: bool, rehearsal: bool) -> None:
+    """Stop and remove the stack's containers.
+
+    \b
+    Example:
+      gpustack-compose down stacks/h100-idp.yaml
+    """
+    _guard(lambda output: down_cmd.run(stack, out, volumes, rehearsal, output))
+
+
+@main.command()
+@STACK
+@click.argument("model", required=False)
+@OUT
+@click.option("-f", "--follow", is_flag=True, help="Keep following.")
+@click.option("--tail", type=click.IntRange(min=1), default=None, help="Only the last N lines.")
+@REHEARSAL
+def logs(stack: Path, model: str | None, out: Path | None, follow: bool, tail: int | None, rehearsal: bool) -> None:
+    """Logs of the stack, or of one MODEL (its name or service name).
+
+    \b
+    Example:
+      gpustack-compose logs stacks/h100-idp.yaml qwen2.5-14b --tail 50
+    """
+    _guard(lambda output: logs_cmd.run(stack, out, model, follow, tail, rehearsal, output))
+
+
+@main.command()
+@STACK
+@OUT
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@REHEARSAL
+def smoke(stack: Path, out: Path | None, as_json: bool, rehearsal: bool) -> None:
+    """One short chat completion per model and adapter through the proxy.
+
+    Uses LITELLM_MASTER_KEY (environment or the rendered folder's .env); also
+    checks that a request without the key is refused.
+
+    \b
+    Example:
+      gpustack-compose smoke stacks/h100-idp.yaml
+    """
+    _guard(lambda output: smoke_cmd.run(stack, out, as_json, rehearsal, output))
+
+
+@main.command()
+@click.option("--force", is_flag=True, help="Rebuild even when the tags exist.")
+def images(force: bool) -> None:
+    """Build the simulator and LiteLLM images locally (cached by content hash).
+
+    \b
+    Example:
+      gpustack-compose images
+    """
+    _guard(lambda output: images_cmd.run(force, output))

@@ -17,8 +17,13 @@ _STATUS_STYLE = {"create": "green", "update": "yellow", "identical": "dim"}
 
 class Output:
     def __init__(self, stdout: Any = None, stderr: Any = None) -> None:
-        self.out = self._console(stdout or sys.stdout)
+        self.stdout = stdout or sys.stdout
+        self.out = self._console(self.stdout)
         self.err = self._console(stderr or sys.stderr)
+
+    def json_mode(self) -> None:
+        """Keep stdout for the JSON document: everything for people goes to stderr."""
+        self.out = self.err
 
     @staticmethod
     def _console(file: Any) -> Console:
@@ -33,9 +38,9 @@ class Output:
         self.out.print(escape(text))
 
     def raw(self, text: str) -> None:
-        """Text written exactly as is (diffs, JSON)."""
-        self.out.file.write(text)
-        self.out.file.flush()
+        """Text written to stdout exactly as is (diffs, JSON)."""
+        self.stdout.write(text)
+        self.stdout.flush()
 
     def error(self, text: str) -> None:
         self.err.print(f"[bold red]error:[/] {escape(text)}")

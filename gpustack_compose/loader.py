@@ -73,7 +73,16 @@ class _Builder:
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        return self.loader.construct_object(node, deep=True)
+        value = self.loader.construct_object(node, deep=True)
+        if isinstance(value, str):
+            surrogate = next((c for c in value if 0xD800 <= ord(c) <= 0xDFFF), None)
+            if surrogate is not None:
+                raise self.fail(
+                    node,
+                    f"{format_path(path) or 'value'}: contains U+{ord(surrogate):04X}, half of a UTF-16 surrogate "
+                    "pair; write the character itself (or \\UXXXXXXXX in double quotes)",
+                )
+        return value
 
 
 def parse_yaml(text: str, source: str) -> LoadedYaml:

@@ -113,6 +113,9 @@ class Plan:
     name: str
     gpus: tuple[GpuPlan, ...]
     models: tuple[ModelPlan, ...] = field(default=())  # in stack order
+    # Checks that failed, when planned with enforce=False (rehearsal's
+    # test-only escape hatch); always empty otherwise.
+    violations: tuple[str, ...] = ()
 
     def model(self, name: str) -> ModelPlan:
         return next(m for m in self.models if m.name == name)
@@ -296,8 +299,11 @@ def gpu_total(gpu: GpuSpec) -> tuple[int, str]:
     return gpu_type.cuda_total_bytes, gpu_type.name
 
 
-def plan_stack(stack: StackSpec) -> Plan:
-    """The checked VRAM plan of a stack. Raises PlanError when it does not fit."""
+def plan_stack(stack: StackSpec, *, enforce: bool = True) -> Plan:
+    """The checked VRAM plan of a stack. Raises PlanError when it does not fit,
+    unless ``enforce`` is off: then the plan records the violations and goes on
+    (only for rehearsing what the engine does with a split that does not fit)."""
+    violations: list[str] | None = None if enforce else []
     needs: list[_Need] = []
     for index, model in enumerate(stack.models):
         placed = model.gpu if model.gpu is not None else stack.gpus[0].index
@@ -313,11 +319,17 @@ def plan_stack(stack: StackSpec) -> Plan:
         if reserve >= total:
             raise PlanError(f"GPU {gpu.index}: the reserve {fmt_gib(reserve)} leaves nothing of {fmt_gib(total)}")
         on_gpu = [n for n in needs if n.gpu == gpu.index]
-        models = _plan_gpu(gpu.index, label, total, reserve, on_gpu)
+        models = _plan_gpu(gpu.index, label, total, reserve, on_gpu, violations)
         gpu_plans.append(GpuPlan(gpu.index, label, total, reserve, tuple(models)))
         by_name.update({m.name: m for m in models})
     ordered = tuple(by_name[m.name] for m in stack.models)
-    return Plan(stack.name, tuple(gpu_plans), ordered)
+    return Plan(stack.name, tuple(gpu_plans), ordered, tuple(violations or ()))
+
+
+def _fail(violations: list[str] | None, message: str) -> None:
+    if violations is None:
+        raise PlanError(message)
+    violations.append(message)
 
 
 def _fractions(gpu: int, label: str, total: int, reserve: int, needs: list[_Need]) -> dict[str, tuple[float, str]]:
@@ -365,7 +377,9 @@ def _fractions(gpu: int, label: str, total: int, reserve: int, needs: list[_Need
     return chosen
 
 
-def _plan_gpu(gpu: int, label: str, total: int, reserve: int, needs: list[_Need]) -> list[ModelPlan]:
+def _plan_gpu(
+    gpu: int, label: str, total: int, reserve: int, needs: list[_Need], violations: list[str] | None
+) -> list[ModelPlan]:
     if not needs:
         return []
     fractions = _fractions(gpu, label, total, reserve, needs)
@@ -377,11 +391,12 @@ def _plan_gpu(gpu: int, label: str, total: int, reserve: int, needs: list[_Need]
         parts = " + ".join(f"{n.spec.name} {fmt_fraction(fractions[n.spec.name][0])}" for n in needs)
         most = floor_to((total - reserve) / total, cal.FRACTION_STEP)
         over = sum(shares.values()) + reserve - total
-        raise PlanError(
+        _fail(
+            violations,
             f"GPU {gpu} ({label}, {fmt_gib(total)} as CUDA reports it): the fractions sum to "
             f"{fmt_fraction(fraction_sum)} ({parts}) = {fmt_gib(sum(shares.values()))}; with the "
             f"{fmt_gib(reserve)} reserve that is {fmt_gib(over)} more than the card holds. "
-            f"At most {fmt_fraction(most)} can be shared out on this GPU"
+            f"At most {fmt_fraction(most)} can be shared out on this GPU",
         )
 
     plans: list[ModelPlan] = []
@@ -400,7 +415,8 @@ def _plan_gpu(gpu: int, label: str, total: int, reserve: int, needs: list[_Need]
             needed = need.kv_bytes_for(need.max_model_len)
             min_fraction = ceil_to(need.floor_bytes / total, cal.FRACTION_STEP)
             longest = kv_tokens
-            raise PlanError(
+            _fail(
+                violations,
                 f"{model_label(need)} on GPU {gpu}: to serve one request of max_model_len "
                 f"{need.max_model_len}, {fmt_gib(needed)} of KV cache is needed, but fraction "
                 f"{fmt_fraction(fraction)} leaves {fmt_gib(max(0, kv))} ({fmt_gib(share)} share - "
@@ -408,19 +424,20 @@ def _plan_gpu(gpu: int, label: str, total: int, reserve: int, needs: list[_Need]
                 f"{fmt_gib(cal.NON_TORCH_INCREASE)} non-torch"
                 + (f" - {fmt_gib(need.lora_bytes)} LoRA slots" if need.lora_bytes else "")
                 + f"); raise memory to at least {fmt_fraction(min_fraction)}"
-                + (f" or lower max_model_len to {longest}" if longest >= 16 else "")
+                + (f" or lower max_model_len to {longest}" if longest >= 16 else ""),
             )
 
         # Check 3: vLLM's free-memory check when this server starts.
         free_at_start = total - reserve - held
         if free_at_start < share:
-            raise PlanError(
+            _fail(
+                violations,
                 f"GPU {gpu} ({label}): when {name} (boot position {position}) starts, vLLM needs "
                 f"{fraction} x {fmt_gib(total)} = {fmt_gib(share)} free, but only {fmt_gib(free_at_start)} "
                 f"will be ({fmt_gib(total)} - {fmt_gib(reserve)} reserve - {fmt_gib(held)} held by "
-                f"{', '.join(p.name for p in plans)}); lower a fraction"
+                f"{', '.join(p.name for p in plans)}); lower a fraction",
             )
-        resident = need.weights_bytes + need.lora_bytes + kv + cal.RESIDENT_OVERHEAD
+        resident = need.weights_bytes + need.lora_bytes + max(0, kv) + cal.RESIDENT_OVERHEAD
         held += resident
 
         min_fraction = ceil_to(need.target_bytes / total, cal.FRACTION_STEP)
@@ -480,11 +497,12 @@ def _plan_gpu(gpu: int, label: str, total: int, reserve: int, needs: list[_Need]
     if peak > total:
         outside = sum(p.peak_bytes - p.share_bytes for p in plans)
         cut = fmt_fraction(ceil_to((peak - total) / total, cal.FRACTION_STEP))
-        raise PlanError(
+        _fail(
+            violations,
             f"GPU {gpu} ({label}): the fractions fit, but under load the servers also hold "
             f"{fmt_gib(outside)} outside their fractions (CUDA context, cuBLAS and CUDA graphs, "
             f"~{fmt_gib(cal.CUDA_CONTEXT + cal.CUDA_GRAPHS)} each): {fmt_gib(peak)} against "
-            f"{fmt_gib(total)}; lower the fractions by {cut} in all"
+            f"{fmt_gib(total)}; lower the fractions by {cut} in all",
         )
     return plans
 

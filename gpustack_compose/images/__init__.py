@@ -1,0 +1,1 @@
+"""Image recipes (Dockerfiles and pinned requirements), shipped in the wheel."""

@@ -1,0 +1,97 @@
+"""The rehearsal override: the rendered stack, minus the GPU.
+
+A Compose override file (never a second renderer): model services keep their
+command, healthcheck, depends_on chain and labels; only the image changes (the
+simulator, later real vLLM's CPU build), GPU reservations are dropped, and the
+simulator is told, through its environment, the GPU the plan describes. The
+proxy keeps its image contract and config; its port becomes ephemeral unless
+one is asked for, so a rehearsal never collides with a running stack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gpustack_compose import calibration as cal
+from gpustack_compose.planner import ModelPlan, Plan
+from gpustack_compose.render import PROXY_PORT, PROXY_SERVICE, environment
+from gpustack_compose.spec import StackSpec
+from gpustack_compose.units import GiB
+
+LEDGER_DIR = "/var/lib/gpustack-sim"
+OVERRIDE_FILE = "docker-compose.rehearsal.yml"
+
+
+@dataclass(frozen=True)
+class RehearsalOptions:
+    model_image: str
+    proxy_image: str
+    engine_label: str = "the gpustack-compose vLLM simulator"
+    # Simulated load time = the cold boot the H100 measurements predict for
+    # the model, times this scale; or a fixed number of seconds.
+    time_scale: float = 0.03
+    load_s: float | None = None
+    proxy_port: int = 0  # 0: ephemeral
+    proxy_host: str = "127.0.0.1"
+    ledger: bool = True
+
+
+def project_name(stack: StackSpec) -> str:
+    """Compose project of a rehearsal: never the production project."""
+    return f"{stack.name}-rehearsal"
+
+
+def cold_boot_s(model: ModelPlan) -> float:
+    """Seconds a cold boot of this model takes on an H100 (see calibration)."""
+    return cal.COLD_BOOT_BASE_S + cal.COLD_BOOT_S_PER_WEIGHT_GIB * model.weights_bytes / GiB
+
+
+def load_seconds(model: ModelPlan, options: RehearsalOptions) -> float:
+    if options.load_s is not None:
+        return options.load_s
+    return round(cold_boot_s(model) * options.time_scale, 2)
+
+
+def sim_environment(stack: StackSpec, plan: Plan, model: ModelPlan, options: RehearsalOptions) -> dict[str, str]:
+    gpu = next(g for g in plan.gpus if g.index == model.gpu)
+    values = {
+        "GSC_SIM_GPU": str(gpu.index),
+        "GSC_SIM_GPU_TOTAL_BYTES": str(gpu.total_bytes),
+        "GSC_SIM_GPU_RESERVE_BYTES": str(gpu.reserve_bytes),
+        "GSC_SIM_RESIDENT_BYTES": str(model.resident_bytes),
+        "GSC_SIM_LOAD_S": f"{load_seconds(model, options):g}",
+        "GSC_SIM_INSTANCE": model.service,
+    }
+    if options.ledger:
+        values["GSC_SIM_LEDGER_DIR"] = LEDGER_DIR
+    # What the stack file itself sets for a model wins (a test or a user
+    # pinning a load time or a failure mode).
+    own = next(m for m in stack.models if m.name == model.name).env
+    return {k: v for k, v in values.items() if k not in own}
+
+
+def override(stack: StackSpec, plan: Plan, options: RehearsalOptions) -> str:
+    services = [
+        {
+            "service": m.service,
+            "image": options.model_image,
+            "env": sorted(sim_environment(stack, plan, m, options).items()),
+            "ledger": options.ledger,
+            "shm_size": None,
+        }
+        for gpu in plan.gpus
+        for m in gpu.models
+    ]
+    context = {
+        "stack": stack,
+        "services": services,
+        "ledger_dir": LEDGER_DIR,
+        "proxy_service": PROXY_SERVICE,
+        "proxy_image": options.proxy_image,
+        "proxy_target_port": PROXY_PORT,
+        "proxy_published": str(options.proxy_port) if options.proxy_port else "",
+        "proxy_host": options.proxy_host,
+        "proxy_port_label": str(options.proxy_port) if options.proxy_port else "an ephemeral port",
+        "engine_label": options.engine_label,
+    }
+    return environment().get_template("rehearsal-override.yml.j2").render(context)

@@ -1,0 +1,51 @@
+"""The Docker engine, through the docker SDK: connect, check its version.
+
+The only module that creates a docker client; everything else receives one, so
+unit tests can hand in a fake.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import docker
+from docker.errors import DockerException
+
+from gpustack_compose.errors import EngineError
+from gpustack_compose.healthcheck import parse_engine_version
+
+
+def connect(timeout: int = 120) -> Any:
+    """A docker SDK client for the engine DOCKER_HOST (or the default socket) names."""
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except DockerException as exc:
+        raise EngineError(f"no Docker engine answers ({_first_line(exc)}); start dockerd or set DOCKER_HOST") from None
+    return client
+
+
+def server_version(client: Any) -> str:
+    try:
+        version = client.version()
+    except DockerException as exc:
+        raise EngineError(f"the Docker engine did not report its version: {_first_line(exc)}") from None
+    return str(version.get("Version", "0.0"))
+
+
+def require_engine(client: Any, min_engine: str) -> str:
+    """The engine's version, or EngineError when it is older than the stack's
+    ``docker.min_engine`` -- checked before anything is started."""
+    version = server_version(client)
+    if parse_engine_version(version) < parse_engine_version(min_engine):
+        raise EngineError(
+            f"Docker Engine {version} is older than {min_engine}, the minimum this stack is rendered for "
+            f"(docker.min_engine); Engine 25.0+ is needed for healthcheck.start_interval. Set docker.min_engine "
+            f'to "{".".join(str(p) for p in parse_engine_version(version))}" and re-render, or upgrade the engine'
+        )
+    return version
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

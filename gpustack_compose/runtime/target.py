@@ -1,0 +1,80 @@
+"""Which Compose project a runtime command acts on: production, or its rehearsal.
+
+The production project is the stack's name and its rendered files. A rehearsal
+is ``<name>-rehearsal``: the same rendered files plus the override from
+``rehearsal.py``. Its override and its generated master key live in the cache
+folder (``$GSC_CACHE_DIR/rehearsals/<project>/``), never next to the committed
+output, so ``up --rehearsal`` / ``status --rehearsal`` / ``down --rehearsal``
+can follow one rehearsal across commands.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpustack_compose.planner import Plan
+from gpustack_compose.rehearsal import OVERRIDE_FILE, RehearsalOptions, override, project_name
+from gpustack_compose.render import COMPOSE_FILE
+from gpustack_compose.runtime.images import cache_dir
+from gpustack_compose.runtime.secrets import MASTER_KEY, master_key
+from gpustack_compose.spec import StackSpec
+
+KEY_FILE = "master-key"
+
+
+@dataclass(frozen=True)
+class Target:
+    project: str
+    files: tuple[Path, ...]
+    project_dir: Path
+    env: dict[str, str]  # extra environment for docker compose
+    master_key: str | None
+    rehearsal: bool
+
+
+def production(stack: StackSpec, out_dir: Path) -> Target:
+    return Target(stack.name, (out_dir / COMPOSE_FILE,), out_dir, {}, master_key(out_dir), False)
+
+
+def rehearsal_dir(stack: StackSpec) -> Path:
+    return cache_dir() / "rehearsals" / project_name(stack)
+
+
+def _rehearsal_env(key: str) -> dict[str, str]:
+    # The rehearsal's own key; no host secret (HF token) reaches its containers.
+    return {MASTER_KEY: key, "HF_TOKEN": ""}
+
+
+def prepare_rehearsal(stack: StackSpec, plan: Plan, out_dir: Path, options: RehearsalOptions) -> Target:
+    """Write the override and (once) the key of a rehearsal; its target."""
+    state = rehearsal_dir(stack)
+    state.mkdir(parents=True, exist_ok=True)
+    state.chmod(0o700)
+    (state / OVERRIDE_FILE).write_text(override(stack, plan, options))
+    key_file = state / KEY_FILE
+    if not key_file.exists():
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"sk-rehearsal-{secrets.token_hex(16)}")
+    key = key_file.read_text().strip()
+    return Target(
+        project_name(stack), (out_dir / COMPOSE_FILE, state / OVERRIDE_FILE), out_dir, _rehearsal_env(key), key, True
+    )
+
+
+def existing_rehearsal(stack: StackSpec, out_dir: Path) -> Target:
+    """The rehearsal a previous ``up --rehearsal`` / ``rehearse --keep`` left."""
+    state = rehearsal_dir(stack)
+    key_file = state / KEY_FILE
+    key = key_file.read_text().strip() if key_file.exists() else None
+    files = (out_dir / COMPOSE_FILE, state / OVERRIDE_FILE)
+    present = tuple(f for f in files if f.exists()) if all(f.exists() for f in files) else ()
+    return Target(project_name(stack), present, out_dir, _rehearsal_env(key or "unset"), key, True)
+
+
+def forget_rehearsal(stack: StackSpec) -> None:
+    shutil.rmtree(rehearsal_dir(stack), ignore_errors=True)

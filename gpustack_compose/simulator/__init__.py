@@ -1,0 +1,24 @@
+"""A stand-in for ``vllm serve`` for machines without a GPU.
+
+Standard library only (it runs in a plain Debian image). Seen from outside it
+behaves like vLLM's OpenAI server: it accepts the same command line (unknown
+flags are an error), keeps its port closed while "loading", answers /health,
+/v1/models (base model and LoRA adapters), /v1/chat/completions and
+/v1/completions, and plays the GPU through a ledger file shared by the servers
+of one GPU: at start it refuses, with vLLM's own error text, when the free
+memory is below ``--gpu-memory-utilization x total``, exactly as vLLM V1 does.
+
+Settings that a real server would get from its GPU come from the environment
+(the rehearsal override sets them from the plan), so the command line stays
+exactly what the renderer produced:
+
+    GSC_SIM_LOAD_S              seconds to "load" before the port opens (default 2)
+    GSC_SIM_GPU                 GPU index (ledger file name)        (default 0)
+    GSC_SIM_GPU_TOTAL_BYTES     what CUDA would report as total     (default H100: 85017493504)
+    GSC_SIM_GPU_RESERVE_BYTES   memory never free on that GPU       (default 0.52 GiB)
+    GSC_SIM_RESIDENT_BYTES      what the server holds once up       (default util x total)
+    GSC_SIM_LEDGER_DIR          shared folder of ledgers; unset = no GPU accounting
+    GSC_SIM_INSTANCE            identity in the ledger              (default hostname)
+    GSC_SIM_FAIL                "" | crash (exit 1 once loaded) | hang (never opens its port)
+                                | unhealthy (/health answers 503)
+"""

@@ -1,0 +1,134 @@
+"""The ``vllm serve`` command line, as vLLM's FlexibleArgumentParser reads it.
+
+Flags vLLM accepts and the simulator does not model are accepted and ignored;
+flags vLLM does not have are refused the way vLLM refuses them
+("vllm serve: error: unrecognized arguments: --frobnicate", exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+
+# Flags of `vllm serve` that take a value, and those that are switches. Not
+# all of vLLM's (it has hundreds), but every one gpustack-compose renders and
+# the common ones users pass in extra_args.
+VALUED = (
+    "--host", "--port", "--uvicorn-log-level", "--api-key", "--chat-template", "--response-role",
+    "--root-path", "--middleware", "--tool-call-parser", "--tool-parser-plugin", "--reasoning-parser",
+    "--tokenizer", "--tokenizer-mode", "--revision", "--code-revision", "--tokenizer-revision",
+    "--download-dir", "--load-format", "--config-format", "--dtype", "--kv-cache-dtype", "--seed",
+    "--max-model-len", "--max-num-seqs", "--max-num-batched-tokens", "--block-size", "--swap-space",
+    "--cpu-offload-gb", "--gpu-memory-utilization", "--kv-cache-memory-bytes", "--kv-cache-memory",
+    "--quantization", "--tensor-parallel-size", "--pipeline-parallel-size", "--data-parallel-size",
+    "--distributed-executor-backend", "--max-loras", "--max-lora-rank", "--max-cpu-loras", "--lora-dtype",
+    "--limit-mm-per-prompt", "--mm-processor-kwargs", "--mm-processor-cache-gb", "--override-generation-config",
+    "--generation-config", "--hf-overrides", "--compilation-config", "--speculative-config", "--model-impl",
+    "--runner", "--convert", "--task", "--max-log-len", "--hf-config-path", "--max-seq-len-to-capture",
+    "--served-model-name", "--lora-modules", "--allowed-local-media-path", "--logits-processors",
+    "--guided-decoding-backend", "--structured-outputs-config", "--scheduling-policy", "--long-prefill-token-threshold",
+    "--max-num-partial-prefills", "--num-gpu-blocks-override", "--prefix-caching-hash-algo", "--worker-cls",
+)  # fmt: skip
+SWITCHES = (
+    "--trust-remote-code", "--enforce-eager", "--enable-lora", "--enable-prefix-caching",
+    "--no-enable-prefix-caching", "--enable-chunked-prefill", "--no-enable-chunked-prefill",
+    "--disable-log-requests", "--disable-log-stats", "--enable-log-requests", "--enable-auto-tool-choice",
+    "--disable-custom-all-reduce", "--disable-sliding-window", "--disable-fastapi-docs",
+    "--enable-prompt-tokens-details",
+    "--enable-force-include-usage", "--enable-server-load-tracking", "--skip-tokenizer-init", "--enable-sleep-mode",
+    "--enable-expert-parallel", "--async-scheduling", "--no-async-scheduling", "--enable-lora-bias",
+)  # fmt: skip
+SHORT_ALIASES = {"-tp": "--tensor-parallel-size", "-pp": "--pipeline-parallel-size", "-q": "--quantization",
+                 "-dp": "--data-parallel-size", "-O": "--compilation-config"}  # fmt: skip
+
+
+class UnrecognizedArguments(Exception):
+    pass
+
+
+@dataclass
+class ServeArgs:
+    model: str
+    served_model_name: str
+    host: str = "0.0.0.0"
+    port: int = 8000
+    gpu_memory_utilization: float = 0.92  # vLLM's default
+    kv_cache_memory_bytes: int | None = None
+    max_model_len: int | None = None
+    max_num_seqs: int | None = None
+    enable_lora: bool = False
+    max_loras: int = 1
+    lora_modules: dict[str, str] = field(default_factory=dict)  # adapter name -> path
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def _normalise(argv: list[str]) -> list[str]:
+    """vLLM accepts --max_model_len for --max-model-len and --flag=value."""
+    out: list[str] = []
+    for arg in argv:
+        if arg.startswith("--"):
+            name, eq, value = arg.partition("=")
+            name = "--" + name[2:].replace("_", "-")
+            out += [name, value] if eq else [name]
+        elif arg in SHORT_ALIASES:
+            out.append(SHORT_ALIASES[arg])
+        else:
+            out.append(arg)
+    return out
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vllm serve", add_help=False, allow_abbrev=False)
+    parser.add_argument("model_tag", nargs="?")
+    parser.add_argument("--model")
+    for flag in VALUED:
+        if flag in ("--served-model-name", "--lora-modules"):
+            parser.add_argument(flag, nargs="+")
+        elif flag not in ("--model",):
+            parser.add_argument(flag)
+    for flag in SWITCHES:
+        parser.add_argument(flag, action="store_true")
+    return parser
+
+
+def parse(argv: list[str]) -> ServeArgs:
+    """Raises UnrecognizedArguments with vLLM's message for flags vLLM lacks."""
+    namespace, unknown = _parser().parse_known_args(_normalise(argv))
+    if unknown:
+        raise UnrecognizedArguments(f"vllm serve: error: unrecognized arguments: {' '.join(unknown)}")
+    values = vars(namespace)
+    model = values.pop("model_tag") or values.pop("model", None) or "facebook/opt-125m"
+    values.pop("model", None)
+    served = values.pop("served_model_name") or [model]
+    loras: dict[str, str] = {}
+    for module in values.pop("lora_modules") or []:
+        if module.startswith("{"):
+            spec = json.loads(module)
+            loras[spec["name"]] = spec["path"]
+        else:
+            name, _, path = module.partition("=")
+            loras[name] = path
+    util = float(values.pop("gpu_memory_utilization") or 0.92)
+    kv_bytes = values.pop("kv_cache_memory_bytes") or values.pop("kv_cache_memory", None)
+    values.pop("kv_cache_memory", None)
+    max_len = values.pop("max_model_len")
+    max_seqs = values.pop("max_num_seqs")
+    port = int(values.pop("port") or 8000)
+    host = values.pop("host") or "0.0.0.0"
+    enable_lora = bool(values.pop("enable_lora"))
+    max_loras = int(values.pop("max_loras") or 1)
+    return ServeArgs(
+        model=model,
+        served_model_name=served[0],
+        host=host,
+        port=port,
+        gpu_memory_utilization=util,
+        kv_cache_memory_bytes=int(kv_bytes) if kv_bytes else None,
+        max_model_len=int(max_len) if max_len else None,
+        max_num_seqs=int(max_seqs) if max_seqs else None,
+        enable_lora=enable_lora,
+        max_loras=max_loras,
+        lora_modules=loras,
+        extra={k: v for k, v in values.items() if v not in (None, False)},
+    )

@@ -1,0 +1,396 @@
+"""The simulated vLLM OpenAI server (see the package docstring)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from gpustack_compose.simulator.args import ServeArgs, UnrecognizedArguments, parse
+from gpustack_compose.simulator.ledger import GiB, Gpu, Ledger
+
+MAX_BODY = 8 * 1024 * 1024
+# H100 80GB, as CUDA reports it (DESIGN §4), and its never-free memory.
+DEFAULT_TOTAL = 85_017_493_504
+DEFAULT_RESERVE = round(0.52 * GiB)
+
+
+def log(level: str, where: str, message: str) -> None:
+    stamp = time.strftime("%m-%d %H:%M:%S", time.gmtime())
+    print(f"{level} {stamp} [{where}] {message}", flush=True)
+
+
+def _gib(value: float) -> float:
+    """vLLM prints sizes as round(bytes / GiB, 2)."""
+    return round(value / GiB, 2)
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass
+class Settings:
+    load_s: float
+    gpu: Gpu
+    resident_bytes: int | None
+    ledger_dir: Path | None
+    instance: str
+    fail: str
+    runtime_lora: bool
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> Settings:
+        resident = env.get("GSC_SIM_RESIDENT_BYTES")
+        ledger = env.get("GSC_SIM_LEDGER_DIR")
+        return cls(
+            load_s=float(env.get("GSC_SIM_LOAD_S", "2")),
+            gpu=Gpu(
+                index=env.get("GSC_SIM_GPU", "0"),
+                total_bytes=int(env.get("GSC_SIM_GPU_TOTAL_BYTES", DEFAULT_TOTAL)),
+                reserve_bytes=int(env.get("GSC_SIM_GPU_RESERVE_BYTES", DEFAULT_RESERVE)),
+            ),
+            resident_bytes=int(resident) if resident else None,
+            ledger_dir=Path(ledger) if ledger else None,
+            instance=env.get("GSC_SIM_INSTANCE") or socket.gethostname(),
+            fail=env.get("GSC_SIM_FAIL", ""),
+            runtime_lora=_truthy(env.get("VLLM_ALLOW_RUNTIME_LORA_UPDATING")),
+        )
+
+
+@dataclass
+class State:
+    args: ServeArgs
+    settings: Settings
+    adapters: dict[str, str] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    running: int = 0
+    served: int = 0
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def model_names(self) -> list[str]:
+        with self.lock:
+            return [self.args.served_model_name, *self.adapters]
+
+
+def error_body(message: str, kind: str, code: int) -> dict[str, Any]:
+    """vLLM's OpenAI-style error object."""
+    return {"object": "error", "message": message, "type": kind, "param": None, "code": code}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "uvicorn"
+    sys_version = ""
+    state: State  # set on the subclass made per server
+
+    def log_request(self, code: int | str = "-", _size: int | str = "-") -> None:
+        """uvicorn-style access log; healthchecks are not logged (one every 2 s)."""
+        if "/health" not in self.path:
+            print(f'INFO:     {self.client_address[0]} - "{self.requestline}" {code}', flush=True)
+
+    # -- plumbing ------------------------------------------------------------
+    def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, payload: object) -> None:
+        self._send(status, json.dumps(payload).encode())
+
+    def _body(self) -> dict[str, Any] | None:
+        length = int(self.headers.get("content-length") or 0)
+        if length > MAX_BODY:
+            self._json(413, error_body("request body too large", "BadRequestError", 413))
+            return None
+        raw = self.rfile.read(length) if length else b""
+        try:
+            data = json.loads(raw or b"{}")
+        except json.JSONDecodeError as exc:
+            self._json(400, error_body(f"Invalid JSON: {exc}", "BadRequestError", 400))
+            return None
+        if not isinstance(data, dict):
+            self._json(400, error_body("The request body must be a JSON object", "BadRequestError", 400))
+            return None
+        return data
+
+    # -- routes --------------------------------------------------------------
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/health":
+            if self.state.settings.fail == "unhealthy":
+                self._send(503, b"")
+            else:
+                self._send(200, b"")
+        elif path == "/ping":
+            self._send(200, b"")
+        elif path == "/version":
+            self._json(200, {"version": "0.26.0+gpustack-compose-simulator"})
+        elif path == "/v1/models":
+            self._json(200, self._models())
+        elif path == "/metrics":
+            self._send(200, self._metrics().encode(), "text/plain; version=0.0.4")
+        else:
+            self._json(404, {"detail": "Not Found"})
+
+    def do_POST(self) -> None:
+        path = self.path.split("?", 1)[0]
+        routes = {
+            "/v1/chat/completions": self._chat,
+            "/v1/completions": self._completion,
+        }
+        if self.state.settings.runtime_lora:
+            routes["/v1/load_lora_adapter"] = self._load_lora
+            routes["/v1/unload_lora_adapter"] = self._unload_lora
+        handler = routes.get(path)
+        if handler is None:
+            self._json(404, {"detail": "Not Found"})
+            return
+        body = self._body()
+        if body is not None:
+            handler(body)
+
+    def _models(self) -> dict[str, Any]:
+        args = self.state.args
+        base = {
+            "id": args.served_model_name,
+            "object": "model",
+            "created": self.state.created,
+            "owned_by": "vllm",
+            "root": args.model,
+            "parent": None,
+            "max_model_len": args.max_model_len,
+        }
+        with self.state.lock:
+            adapters = [
+                {"id": name, "object": "model", "created": self.state.created, "owned_by": "vllm",
+                 "root": path, "parent": args.served_model_name, "max_model_len": None}
+                for name, path in self.state.adapters.items()
+            ]  # fmt: skip
+        return {"object": "list", "data": [base, *adapters]}
+
+    def _check_model(self, body: dict[str, Any]) -> str | None:
+        model = body.get("model", self.state.args.served_model_name)
+        if model not in self.state.model_names():
+            self._json(404, error_body(f"The model `{model}` does not exist.", "NotFoundError", 404))
+            return None
+        return str(model)
+
+    def _generate(self, model: str, prompt_words: int, body: dict[str, Any]) -> tuple[str, int, str]:
+        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens") or 16
+        if not isinstance(max_tokens, int) or max_tokens < 1:
+            raise ValueError("max_tokens must be a positive integer")
+        limit = self.state.args.max_model_len
+        if limit is not None and prompt_words + max_tokens > limit:
+            raise ValueError(
+                f"This model's maximum context length is {limit} tokens. However, you requested "
+                f"{prompt_words + max_tokens} tokens ({prompt_words} in the messages, {max_tokens} in the completion)."
+            )
+        words = list(itertools.islice(itertools.cycle(["simulated", "reply", "from", model]), max_tokens))
+        return " ".join(words), len(words), "length"
+
+    def _serve_generation(self, body: dict[str, Any], chat: bool) -> None:
+        model = self._check_model(body)
+        if model is None:
+            return
+        if chat:
+            messages = body.get("messages")
+            if not isinstance(messages, list) or not messages:
+                self._json(400, error_body("messages must be a non-empty list", "BadRequestError", 400))
+                return
+            prompt = " ".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
+        else:
+            prompt = str(body.get("prompt", ""))
+        try:
+            text, tokens, finish = self._generate(model, max(1, len(prompt.split())), body)
+        except ValueError as exc:
+            self._json(400, error_body(str(exc), "BadRequestError", 400))
+            return
+        with self.state.lock:
+            self.state.running += 1
+        try:
+            prompt_tokens = max(1, len(prompt.split()))
+            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": tokens,
+                     "total_tokens": prompt_tokens + tokens}  # fmt: skip
+            ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
+            created = int(time.time())
+            if body.get("stream"):
+                self._stream(ident, created, model, text, finish, usage, chat)
+                return
+            if chat:
+                choice: dict[str, Any] = {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text, "tool_calls": []},
+                    "logprobs": None,
+                    "finish_reason": finish,
+                }
+            else:
+                choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+            self._json(200, {"id": ident, "object": "chat.completion" if chat else "text_completion",
+                             "created": created, "model": model, "choices": [choice], "usage": usage})  # fmt: skip
+        finally:
+            with self.state.lock:
+                self.state.running -= 1
+                self.state.served += 1
+
+    def _stream(self, ident: str, created: int, model: str, text: str, finish: str,
+                usage: dict[str, int], chat: bool) -> None:  # fmt: skip
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream; charset=utf-8")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        kind = "chat.completion.chunk" if chat else "text_completion"
+
+        def event(payload: object) -> None:
+            data = f"data: {json.dumps(payload) if not isinstance(payload, str) else payload}\n\n".encode()
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+        words = text.split(" ")
+        for i, word in enumerate(words):
+            piece = word if i == 0 else " " + word
+            last = i == len(words) - 1
+            if chat:
+                delta = {"content": piece} | ({"role": "assistant"} if i == 0 else {})
+                choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None,
+                                          "finish_reason": finish if last else None}  # fmt: skip
+            else:
+                choice = {"index": 0, "text": piece, "logprobs": None, "finish_reason": finish if last else None}
+            event({"id": ident, "object": kind, "created": created, "model": model, "choices": [choice]})
+        event({"id": ident, "object": kind, "created": created, "model": model, "choices": [], "usage": usage})
+        event("[DONE]")
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _chat(self, body: dict[str, Any]) -> None:
+        self._serve_generation(body, chat=True)
+
+    def _completion(self, body: dict[str, Any]) -> None:
+        self._serve_generation(body, chat=False)
+
+    def _load_lora(self, body: dict[str, Any]) -> None:
+        name, path = body.get("lora_name"), body.get("lora_path")
+        if not isinstance(name, str) or not isinstance(path, str):
+            self._json(400, error_body("Both 'lora_name' and 'lora_path' must be provided.", "BadRequestError", 400))
+            return
+        with self.state.lock:
+            if name in self.state.adapters:
+                message = f"The lora adapter '{name}' has already been loaded."
+                self._json(400, error_body(message, "InvalidUserInput", 400))
+                return
+            if not (Path(path) / "adapter_config.json").is_file():
+                message = f"Loading lora {name} failed: No adapter found for {path}"
+                self._json(404, error_body(message, "NotFoundError", 404))
+                return
+            self.state.adapters[name] = path
+        self._send(200, f"Success: LoRA adapter '{name}' added successfully.".encode(), "text/plain")
+
+    def _unload_lora(self, body: dict[str, Any]) -> None:
+        name = body.get("lora_name")
+        with self.state.lock:
+            if not isinstance(name, str) or name not in self.state.adapters:
+                message = f"The lora adapter '{name}' cannot be found."
+                self._json(404, error_body(message, "NotFoundError", 404))
+                return
+            del self.state.adapters[name]
+        self._send(200, f"Success: LoRA adapter '{name}' removed successfully.".encode(), "text/plain")
+
+    def _metrics(self) -> str:
+        name = self.state.args.served_model_name
+        with self.state.lock:
+            running, served = self.state.running, self.state.served
+        return (
+            f'vllm:num_requests_running{{model_name="{name}"}} {running}\n'
+            f'vllm:request_success_total{{model_name="{name}"}} {served}\n'
+        )
+
+
+class _Stop(BaseException):
+    """Raised by the SIGTERM/SIGINT handler. A BaseException, like SystemExit:
+    socketserver catches Exception around each request, and a stop signal that
+    lands while a connection is being accepted must not be swallowed (the
+    container would then wait out Compose's whole stop timeout)."""
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["serve"]:
+        argv = argv[1:]
+    try:
+        args = parse(argv)
+    except UnrecognizedArguments as exc:
+        print("usage: vllm serve [model_tag] [options]", file=sys.stderr)
+        print(exc, file=sys.stderr, flush=True)
+        return 2
+    settings = Settings.from_env(dict(os.environ))
+    log("INFO", "api_server.py", f"vLLM API server version 0.26.0 (gpustack-compose simulator) for {args.model}")
+    log("INFO", "utils.py", f"non-default args: {' '.join(argv)}")
+
+    ledger = Ledger(settings.ledger_dir, settings.gpu) if settings.ledger_dir else None
+    claimed = False
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        raise _Stop
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        if ledger is not None:
+            total = settings.gpu.total_bytes
+            requested = total * args.gpu_memory_utilization
+            holds = settings.resident_bytes or int(requested)
+            ok, free = ledger.claim_if_free(settings.instance, args.served_model_name, int(requested), holds)
+            if not ok:
+                # vLLM V1, v1/worker/gpu_worker.py: init_device()
+                print(
+                    f"(EngineCore_DP0 pid={os.getpid()}) ValueError: Free memory on device cuda:{settings.gpu.index} "
+                    f"({_gib(free)}/{_gib(total)} GiB) on startup is less than desired GPU memory utilization "
+                    f"({args.gpu_memory_utilization}, {_gib(requested)} GiB). Decrease GPU memory utilization or "
+                    "reduce GPU memory used by other processes.",
+                    flush=True,
+                )
+                print("RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}",
+                      flush=True)  # fmt: skip
+                return 1
+            claimed = True
+            log(
+                "INFO",
+                "gpu_worker.py",
+                f"GPU {settings.gpu.index}: {_gib(free)} GiB free at start, holding {_gib(holds)} GiB",
+            )
+        log("INFO", "gpu_model_runner.py", f"Loading model {args.model} (simulated, {settings.load_s:.1f} s)")
+        time.sleep(settings.load_s)
+        if settings.fail == "crash":
+            print("RuntimeError: simulated engine crash (GSC_SIM_FAIL=crash)", flush=True)
+            return 1
+        if settings.fail == "hang":
+            log("WARNING", "core.py", "simulated hang: the API server never starts (GSC_SIM_FAIL=hang)")
+            while True:
+                time.sleep(3600)
+        state = State(args, settings, dict(args.lora_modules))
+        handler = type("BoundHandler", (Handler,), {"state": state})
+        server = ThreadingHTTPServer((args.host, args.port), handler)
+        server.daemon_threads = True
+        log("INFO", "launcher.py", f"Starting vLLM API server on http://{args.host}:{args.port}")
+        log("INFO", "api_server.py", f"Available models: {', '.join(state.model_names())}")
+        try:
+            server.serve_forever(poll_interval=0.2)
+        finally:
+            server.server_close()
+    except _Stop:
+        log("INFO", "launcher.py", "Shutting down")
+    finally:
+        if claimed and ledger is not None:
+            ledger.release(settings.instance)
+    return 0

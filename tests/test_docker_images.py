@@ -1,0 +1,54 @@
+"""The locally built images, run by testcontainers: the simulator image behaves
+like `vllm serve` from outside; the LiteLLM image has what its healthcheck uses."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.docker
+
+# Ryuk, testcontainers' reaper, is an image from a registry this machine
+# cannot reach; containers are stopped by the tests themselves.
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
+
+def test_simulator_image_opens_its_port_only_once_loaded(built_images: Any) -> None:
+    from testcontainers.core.container import DockerContainer
+
+    container = (
+        DockerContainer(built_images.vllm_sim)
+        .with_command(["Qwen/Qwen3-0.6B", "--served-model-name", "q", "--max-model-len", "4096"])
+        .with_env("GSC_SIM_LOAD_S", "3")
+        .with_exposed_ports(8000)
+    )
+    with container:
+        client = container.get_docker_client()
+        # the rendered healthcheck, run inside the image: fails while loading
+        healthcheck = ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:8000/health"]
+        probe = client.client.api.exec_create(container.get_wrapped_container().id, healthcheck)
+        assert client.client.api.exec_inspect(probe["Id"])["ExitCode"] is None
+        result = client.client.api.exec_start(probe["Id"])
+        assert client.client.api.exec_inspect(probe["Id"])["ExitCode"] != 0, result
+        url = f"http://{container.get_container_host_ip()}:{container.get_exposed_port(8000)}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert httpx.get(f"{url}/v1/models").json()["data"][0]["id"] == "q"
+
+
+def test_litellm_image_has_the_healthcheck_tools(built_images: Any, engine: Any) -> None:
+    output = engine.containers.run(
+        built_images.litellm, entrypoint=["sh", "-c", "command -v wget && litellm --version"], remove=True
+    )
+    text = output.decode()
+    assert "/usr/bin/wget" in text
+    assert "1.106.2" in text

@@ -1,0 +1,213 @@
+"""The vLLM simulator as a real process on the host: command line, port closed
+while loading, OpenAI endpoints, the GPU ledger, runtime LoRA loading."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gpustack_compose.simulator.args import parse
+from gpustack_compose.simulator.ledger import GiB, Gpu, Ledger
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "gpustack_compose.simulator", "serve", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_port(port: int, timeout: float = 10) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return time.monotonic() - started
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"port {port} never opened")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    port = free_port()
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "adapter_config.json").write_text("{}")
+    proc = start(
+        ["Qwen/Qwen2.5-7B-Instruct", "--served-model-name", "qwen", "--port", str(port), "--host", "127.0.0.1",
+         "--max-model-len", "64", "--enable-lora", "--max-loras", "2", "--lora-modules",
+         '{"name":"inv","path":"/adapters/inv","base_model_name":"qwen"}', "--enable-prefix-caching"],
+        {"GSC_SIM_LOAD_S": "1.0", "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"},
+    )  # fmt: skip
+    try:
+        yield port, proc
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+
+
+def test_port_stays_closed_while_loading(server: tuple[int, subprocess.Popen[str]]) -> None:
+    port, _ = server
+    waited = wait_port(port)
+    assert waited >= 0.8  # closed for the simulated load time (1 s)
+    assert httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
+
+
+def test_openai_endpoints(server: tuple[int, subprocess.Popen[str]], tmp_path: Path) -> None:
+    port, _ = server
+    wait_port(port)
+    base = f"http://127.0.0.1:{port}"
+    models = httpx.get(f"{base}/v1/models").json()["data"]
+    assert [(m["id"], m["parent"]) for m in models] == [("qwen", None), ("inv", "qwen")]
+    chat = httpx.post(f"{base}/v1/chat/completions", json={"model": "inv", "messages": [{"role": "user",
+                      "content": "hello"}], "max_tokens": 3}).json()  # fmt: skip
+    assert chat["model"] == "inv"
+    assert chat["usage"] == {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4}
+    completion = httpx.post(f"{base}/v1/completions", json={"model": "qwen", "prompt": "a b", "max_tokens": 2})
+    assert completion.json()["choices"][0]["text"] == "simulated reply"
+    missing = httpx.post(f"{base}/v1/chat/completions", json={"model": "nope", "messages": [{"role": "user",
+                         "content": "x"}]})  # fmt: skip
+    assert missing.status_code == 404
+    assert missing.json()["message"] == "The model `nope` does not exist."
+    too_long = httpx.post(f"{base}/v1/completions", json={"model": "qwen", "prompt": "x", "max_tokens": 100})
+    assert too_long.status_code == 400
+    assert "maximum context length is 64 tokens" in too_long.json()["message"]
+    with httpx.stream("POST", f"{base}/v1/chat/completions", json={"model": "qwen", "stream": True,
+                      "messages": [{"role": "user", "content": "x"}], "max_tokens": 2}) as stream:  # fmt: skip
+        events = [line for line in stream.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "data: [DONE]"
+    assert json.loads(events[0][6:])["choices"][0]["delta"]["role"] == "assistant"
+    # runtime LoRA loading (VLLM_ALLOW_RUNTIME_LORA_UPDATING=True)
+    loaded = httpx.post(f"{base}/v1/load_lora_adapter", json={"lora_name": "new", "lora_path": str(tmp_path / "new")})
+    assert (loaded.status_code, loaded.text) == (200, "Success: LoRA adapter 'new' added successfully.")
+    assert "new" in [m["id"] for m in httpx.get(f"{base}/v1/models").json()["data"]]
+    again = httpx.post(f"{base}/v1/load_lora_adapter", json={"lora_name": "new", "lora_path": str(tmp_path / "new")})
+    assert again.status_code == 400
+    gone = httpx.post(f"{base}/v1/unload_lora_adapter", json={"lora_name": "new"})
+    assert gone.status_code == 200
+    assert httpx.post(f"{base}/v1/unload_lora_adapter", json={"lora_name": "new"}).status_code == 404
+
+
+def test_unknown_flag_is_refused_like_vllm() -> None:
+    proc = start(["m", "--served-model-name", "x", "--frobnicate", "3"], {})
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 2
+    assert "vllm serve: error: unrecognized arguments: --frobnicate 3" in out
+
+
+def test_every_flag_the_renderer_emits_is_accepted() -> None:
+    from gpustack_compose.loader import load_stack
+    from gpustack_compose.planner import plan_stack
+    from gpustack_compose.vllm_args import serve_args
+    from tests.conftest import REPO
+
+    for stack_file in [*(REPO / "stacks").glob("*.yaml"), *(REPO / "tests" / "golden").glob("*/stack.yaml")]:
+        stack = load_stack(stack_file)
+        plan = plan_stack(stack)
+        for spec in stack.models:
+            args = parse(serve_args(spec, plan.model(spec.name)))
+            assert args.served_model_name == spec.name
+            assert args.gpu_memory_utilization == plan.model(spec.name).fraction
+            assert set(args.lora_modules) == {lora.name for lora in spec.loras}
+
+
+def test_vllm_flag_spellings() -> None:
+    args = parse(["m", "--max_model_len=128", "-tp", "2", "--served-model-name", "a", "b"])
+    assert (args.max_model_len, args.served_model_name, args.extra["tensor_parallel_size"]) == (128, "a", "2")
+
+
+def test_ledger_is_vllms_startup_check(tmp_path: Path) -> None:
+    gpu = Gpu("0", total_bytes=80 * GiB, reserve_bytes=GiB)
+    ledger = Ledger(tmp_path, gpu)
+    assert ledger.claim_if_free("a", "a", requested=40 * GiB, holds=39 * GiB) == (True, 79 * GiB)
+    # b asks for 41 GiB while only 79 - 39 = 40 GiB are free: refused, nothing recorded
+    assert ledger.claim_if_free("b", "b", requested=41 * GiB, holds=41 * GiB) == (False, 40 * GiB)
+    assert set(ledger.claims()) == {"a"}
+    # a restart of a replaces its own claim instead of counting it twice
+    assert ledger.claim_if_free("a", "a", requested=40 * GiB, holds=39 * GiB) == (True, 79 * GiB)
+    ledger.release("a")
+    assert ledger.free_for("b") == 79 * GiB
+
+
+def test_refusal_text_and_exit(tmp_path: Path) -> None:
+    Ledger(tmp_path, Gpu("0", 85_017_493_504, round(0.52 * GiB))).claim_if_free("other", "o", 0, 47 * GiB)
+    proc = start(
+        ["m", "--served-model-name", "b", "--gpu-memory-utilization", "0.5", "--port", str(free_port())],
+        {"GSC_SIM_LEDGER_DIR": str(tmp_path), "GSC_SIM_LOAD_S": "0"},
+    )
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 1
+    assert (
+        "ValueError: Free memory on device cuda:0 (31.66/79.18 GiB) on startup is less than desired GPU memory "
+        "utilization (0.5, 39.59 GiB). Decrease GPU memory utilization or reduce GPU memory used by other processes."
+    ) in out
+    assert "RuntimeError: Engine core initialization failed. See root cause above." in out
+
+
+def test_sigterm_releases_the_claim(tmp_path: Path) -> None:
+    port = free_port()
+    proc = start(["m", "--served-model-name", "a", "--port", str(port), "--host", "127.0.0.1"],
+                 {"GSC_SIM_LEDGER_DIR": str(tmp_path), "GSC_SIM_LOAD_S": "0", "GSC_SIM_INSTANCE": "a"})  # fmt: skip
+    wait_port(port)
+    ledger = Ledger(tmp_path, Gpu("0", 85_017_493_504, round(0.52 * GiB)))
+    assert set(ledger.claims()) == {"a"}
+    started = time.monotonic()
+    proc.terminate()
+    proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert time.monotonic() - started < 3  # handles SIGTERM (a PID 1 that ignored it would wait 10 s)
+    assert ledger.claims() == {}
+
+
+def test_sigterm_during_traffic_still_stops_it() -> None:
+    """A stop signal landing while a connection is accepted used to be
+    swallowed by socketserver's `except Exception` (the server kept running)."""
+    import threading
+
+    port = free_port()
+    proc = start(["m", "--served-model-name", "a", "--port", str(port), "--host", "127.0.0.1"], {"GSC_SIM_LOAD_S": "0"})
+    wait_port(port)
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
+                    conn.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                    conn.recv(100)
+            except OSError:
+                time.sleep(0.01)
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.5)
+        proc.terminate()
+        proc.communicate(timeout=5)
+        assert proc.returncode == 0
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
