@@ -91,19 +91,25 @@ class DockerView:
     def __init__(self, client: Any) -> None:
         self.client = client
 
-    def services(self, project: str) -> dict[str, ServiceState]:
+    def _summaries(self, labels: list[str], all_states: bool = True) -> list[dict[str, Any]]:
+        # The low-level list returns summaries without inspecting each
+        # container (the high-level one does, and raises NotFound when Compose
+        # removes a container between the two calls).
         try:
-            containers = self.client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={project}"})
+            found: list[dict[str, Any]] = self.client.api.containers(all=all_states, filters={"label": labels})
         except DockerException as exc:
-            raise EngineError(f"cannot list the containers of {project}: {exc}") from None
+            raise EngineError(f"cannot list containers ({', '.join(labels)}): {exc}") from None
+        return found
+
+    def services(self, project: str) -> dict[str, ServiceState]:
         states: dict[str, ServiceState] = {}
-        for container in containers:
+        for summary in self._summaries([f"{PROJECT_LABEL}={project}"]):
             try:
-                attrs = self.client.api.inspect_container(container.id)
+                attrs = self.client.api.inspect_container(summary["Id"])
             except NotFound:
                 continue  # removed between list and inspect
             except DockerException as exc:
-                raise EngineError(f"cannot inspect {container.name}: {exc}") from None
+                raise EngineError(f"cannot inspect {summary['Id'][:12]}: {exc}") from None
             state = _from_inspect(attrs)
             states[state.service] = state
         return states
@@ -116,18 +122,13 @@ class DockerView:
         return raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
 
     def published_port(self, project: str, service: str, port: int) -> tuple[str, int] | None:
-        try:
-            containers = self.client.containers.list(
-                filters={"label": [f"{PROJECT_LABEL}={project}", f"{SERVICE_LABEL}={service}"]}
-            )
-        except DockerException:
-            return None
-        for container in containers:
-            bindings = (container.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{port}/tcp") or []
-            for binding in bindings:
-                host = binding.get("HostIp") or "127.0.0.1"
-                host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-                return host, int(binding["HostPort"])
+        labels = [f"{PROJECT_LABEL}={project}", f"{SERVICE_LABEL}={service}"]
+        for summary in self._summaries(labels, all_states=False):
+            for binding in summary.get("Ports") or []:
+                if binding.get("PrivatePort") == port and binding.get("PublicPort"):
+                    host = binding.get("IP") or "127.0.0.1"
+                    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+                    return host, int(binding["PublicPort"])
         return None
 
 
