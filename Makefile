@@ -45,8 +45,8 @@ golden: install ## regenerate tests/golden/*/expected with the tool itself
 	@for d in tests/golden/*/; do \
 	  $(PY) -m gpustack_compose render $$d/stack.yaml -o $$d/expected || exit 1; done
 
-images: install ## build the simulator and LiteLLM images locally (cached by content hash)
-	$(PY) -m gpustack_compose images
+images: install ## build the rehearsal images locally: simulator, LiteLLM, real vLLM CPU (cached by content hash)
+	$(PY) -m gpustack_compose images --vllm-cpu
 
 rehearse: install ## boot STACK on Docker without a GPU (simulator + real LiteLLM), check it, tear it down
 	$(PY) -m gpustack_compose rehearse $(STACK)

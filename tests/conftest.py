@@ -35,7 +35,7 @@ def run_cli(args: list[str], cwd: Path) -> Result:
     return Result(result.exit_code, result.stdout, result.stderr)
 
 
-def run_module(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> Result:
+def run_module(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> Result:
     """``python -m gpustack_compose`` as a real process."""
     full_env = {**os.environ, **(env or {})}
     full_env.pop("GSC_DEBUG", None)
@@ -45,7 +45,7 @@ def run_module(args: list[str], cwd: Path, env: dict[str, str] | None = None) ->
         capture_output=True,
         text=True,
         env=full_env,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)

@@ -13,7 +13,7 @@ from gpustack_compose.console import Output
 from gpustack_compose.errors import GscError
 from gpustack_compose.loader import load_stack
 from gpustack_compose.planner import plan_stack
-from gpustack_compose.rehearsal import RehearsalOptions
+from gpustack_compose.rehearsal import Engine, RehearsalOptions, differences
 from gpustack_compose.render import ENV_EXAMPLE
 from gpustack_compose.runtime import compose, engine, images, session
 from gpustack_compose.runtime.secrets import MASTER_KEY
@@ -28,6 +28,7 @@ class RehearsalSettings:
     time_scale: float = 0.03
     load_s: float | None = None
     proxy_port: int = 0
+    engine: Engine = "simulator"
 
 
 @dataclass
@@ -72,29 +73,43 @@ def open_session(
         "failure": None,
     }
     if rehearsal is not None:
-        built = images.ensure(client, lambda message: _unless_present(output, message))
+        real_vllm = rehearsal.engine == "vllm-cpu"
+        built = images.ensure(client, lambda message: _unless_present(output, message), vllm_cpu=real_vllm)
+        model_image = built.vllm_cpu if real_vllm and built.vllm_cpu else built.vllm_sim
         options = RehearsalOptions(
-            model_image=built.vllm_sim,
+            model_image=model_image,
             proxy_image=built.litellm,
+            engine=rehearsal.engine,
+            cpu_flags=engine.cpu_flags(client, built.base) if real_vllm else frozenset(),
             time_scale=rehearsal.time_scale,
             load_s=rehearsal.load_s,
             proxy_port=rehearsal.proxy_port,
         )
         _write(loaded, out_dir, output)
         target = prepare_rehearsal(stack, plan, out_dir, options)
-        report["rehearsal"] = {
-            "model_image": built.vllm_sim,
-            "proxy_image": built.litellm,
-            "differences_from_production": [
-                "vLLM image replaced by the gpustack-compose simulator (same command line, same healthcheck)",
-                "GPU reservations (deploy.resources) removed",
-                f"proxy published on {options.proxy_host}:{options.proxy_port or 'an ephemeral port'}",
+        common = [
+            "GPU reservations (deploy.resources) removed",
+            f"proxy published on {options.proxy_host}:{options.proxy_port or 'an ephemeral port'}",
+        ]
+        if not real_vllm:
+            common.append(
                 f"simulated load time fixed at {options.load_s} s"
                 if options.load_s is not None
-                else f"simulated load times: H100 cold-boot estimate x {options.time_scale}",
-            ],
+                else f"simulated load times: H100 cold-boot estimate x {options.time_scale}"
+            )
+        per_service = differences(stack, plan, options)
+        report["rehearsal"] = {
+            "engine": rehearsal.engine,
+            "model_image": model_image,
+            "proxy_image": built.litellm,
+            "differences_from_production": common,
+            "service_differences": per_service,
             "plan_violations": list(plan.violations),
         }
+        for service, notes in per_service.items():
+            for note in notes:
+                if note.startswith("dropped"):
+                    output.info(f"{service}: {note}")
     else:
         target = production(stack, out_dir)
         if target.master_key is None:

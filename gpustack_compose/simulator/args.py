@@ -10,37 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
-# Flags of `vllm serve` that take a value, and those that are switches. Not
-# all of vLLM's (it has hundreds), but every one gpustack-compose renders and
-# the common ones users pass in extra_args.
-VALUED = (
-    "--host", "--port", "--uvicorn-log-level", "--api-key", "--chat-template", "--response-role",
-    "--root-path", "--middleware", "--tool-call-parser", "--tool-parser-plugin", "--reasoning-parser",
-    "--tokenizer", "--tokenizer-mode", "--revision", "--code-revision", "--tokenizer-revision",
-    "--download-dir", "--load-format", "--config-format", "--dtype", "--kv-cache-dtype", "--seed",
-    "--max-model-len", "--max-num-seqs", "--max-num-batched-tokens", "--block-size", "--swap-space",
-    "--cpu-offload-gb", "--gpu-memory-utilization", "--kv-cache-memory-bytes", "--kv-cache-memory",
-    "--quantization", "--tensor-parallel-size", "--pipeline-parallel-size", "--data-parallel-size",
-    "--distributed-executor-backend", "--max-loras", "--max-lora-rank", "--max-cpu-loras", "--lora-dtype",
-    "--limit-mm-per-prompt", "--mm-processor-kwargs", "--mm-processor-cache-gb", "--override-generation-config",
-    "--generation-config", "--hf-overrides", "--compilation-config", "--speculative-config", "--model-impl",
-    "--runner", "--convert", "--task", "--max-log-len", "--hf-config-path", "--max-seq-len-to-capture",
-    "--served-model-name", "--lora-modules", "--allowed-local-media-path", "--logits-processors",
-    "--guided-decoding-backend", "--structured-outputs-config", "--scheduling-policy", "--long-prefill-token-threshold",
-    "--max-num-partial-prefills", "--num-gpu-blocks-override", "--prefix-caching-hash-algo", "--worker-cls",
-)  # fmt: skip
-SWITCHES = (
-    "--trust-remote-code", "--enforce-eager", "--enable-lora", "--enable-prefix-caching",
-    "--no-enable-prefix-caching", "--enable-chunked-prefill", "--no-enable-chunked-prefill",
-    "--disable-log-requests", "--disable-log-stats", "--enable-log-requests", "--enable-auto-tool-choice",
-    "--disable-custom-all-reduce", "--disable-sliding-window", "--disable-fastapi-docs",
-    "--enable-prompt-tokens-details",
-    "--enable-force-include-usage", "--enable-server-load-tracking", "--skip-tokenizer-init", "--enable-sleep-mode",
-    "--enable-expert-parallel", "--async-scheduling", "--no-async-scheduling", "--enable-lora-bias",
-)  # fmt: skip
-SHORT_ALIASES = {"-tp": "--tensor-parallel-size", "-pp": "--pipeline-parallel-size", "-q": "--quantization",
-                 "-dp": "--data-parallel-size", "-O": "--compilation-config"}  # fmt: skip
+# Every flag of `vllm serve` in vLLM 0.32, taken from vLLM's own parser
+# (images/vllm-cpu/check_args.py --inventory; a Docker test keeps it in sync).
+_INVENTORY = json.loads((Path(__file__).parent / "vllm_flags.json").read_text())
+VALUED: dict[str, str] = _INVENTORY["valued"]  # flag -> "1" (one value) or "+" (one or more)
+SWITCHES: list[str] = _INVENTORY["switches"]
+SHORT_ALIASES: dict[str, str] = _INVENTORY["aliases"]
 
 
 class UnrecognizedArguments(Exception):
@@ -81,12 +58,8 @@ def _normalise(argv: list[str]) -> list[str]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vllm serve", add_help=False, allow_abbrev=False)
     parser.add_argument("model_tag", nargs="?")
-    parser.add_argument("--model")
-    for flag in VALUED:
-        if flag in ("--served-model-name", "--lora-modules"):
-            parser.add_argument(flag, nargs="+")
-        elif flag not in ("--model",):
-            parser.add_argument(flag)
+    for flag, nargs in VALUED.items():
+        parser.add_argument(flag, nargs="+" if nargs == "+" else None)
     for flag in SWITCHES:
         parser.add_argument(flag, action="store_true")
     return parser
