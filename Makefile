@@ -7,7 +7,7 @@ STACKS := $(sort $(wildcard stacks/*.yaml))
 STACK ?= stacks/h100-idp.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help install example test lint fmt render check golden images rehearse up status down lock clean
+.PHONY: help install example test lint fmt render check golden images rehearse up status down bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -59,6 +59,9 @@ status: install ## the services of STACK, from the engine
 
 down: install ## stop STACK
 	$(PY) -m gpustack_compose down $(STACK)
+
+bench: install images ## run the benchmarks on real Docker; writes bench/RESULTS.md
+	$(PY) -m bench
 
 lock: install ## refresh constraints.txt from the current .venv
 	{ sed -n "1,2p" constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v "^gpustack"; echo "hatchling==1.27.0"; } > constraints.new && mv constraints.new constraints.txt

@@ -84,3 +84,9 @@ MIN_GPU_BYTES = 1 * GiB
 # Rehearsals replay these times, scaled down.
 COLD_BOOT_BASE_S = 55.0
 COLD_BOOT_S_PER_WEIGHT_GIB = 2.45
+
+# `--kv-cache-memory-bytes` fixes the KV cache and skips vLLM's profiling
+# (DESIGN §4; used with vLLM 0.26.0 on the H100, where two servers booted
+# together twice with it). vLLM 0.11.0 is the first release that has it;
+# images whose tag names an older release get the fraction-only form.
+KV_CACHE_BYTES_SINCE = (0, 11, 0)

@@ -21,6 +21,7 @@ from gpustack_compose.commands import check as check_cmd
 from gpustack_compose.commands import down as down_cmd
 from gpustack_compose.commands import images as images_cmd
 from gpustack_compose.commands import logs as logs_cmd
+from gpustack_compose.commands import lora as lora_cmd
 from gpustack_compose.commands import plan as plan_cmd
 from gpustack_compose.commands import rehearse as rehearse_cmd
 from gpustack_compose.commands import render as render_cmd
@@ -286,3 +287,41 @@ def images(force: bool, vllm_cpu: bool) -> None:
       gpustack-compose images
     """
     _guard(lambda output: images_cmd.run(force, vllm_cpu, output))
+
+
+@main.group()
+def lora() -> None:
+    """Add or remove a model's LoRA adapters (stack file, render, running server).
+
+    \b
+    Example:
+      gpustack-compose lora add stacks/idp.yaml qwen2.5-14b invoices adapters/runtime/invoices
+    """
+
+
+@lora.command("add")
+@STACK
+@click.argument("model")
+@click.argument("name")
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False))
+@OUT
+@REHEARSAL
+def lora_add(stack: Path, model: str, name: str, path: Path, out: Path | None, rehearsal: bool) -> None:
+    """Serve the adapter at PATH as NAME from MODEL.
+
+    Updates the stack file and the rendered files; if the stack is running and
+    MODEL has runtime_loras with PATH inside its folder, loads the adapter into
+    the running server and restarts only the proxy.
+    """
+    _guard(lambda output: lora_cmd.run_add(stack, model, name, path, out, rehearsal, output))
+
+
+@lora.command("remove")
+@STACK
+@click.argument("model")
+@click.argument("name")
+@OUT
+@REHEARSAL
+def lora_remove(stack: Path, model: str, name: str, out: Path | None, rehearsal: bool) -> None:
+    """Stop serving adapter NAME from MODEL (unloads it from a running server)."""
+    _guard(lambda output: lora_cmd.run_remove(stack, model, name, out, rehearsal, output))

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from gpustack_compose.adapters import check_adapters
 from gpustack_compose.errors import SpecError
 from gpustack_compose.spec import StackRuleError, StackSpec, check_stack, format_path
 
@@ -140,12 +141,13 @@ def read_stack_text(path: Path) -> str:
 
 
 def load_stack(path: Path, *, source: str | None = None) -> StackSpec:
-    """Read, parse and validate a stack file. Raises SpecError (exit 1)."""
+    """Read, parse and validate a stack file, and the adapter folders it names.
+    Raises SpecError (exit 1)."""
     label = source or str(path)
-    return validate_stack(parse_yaml(read_stack_text(path), label), label)
+    return validate_stack(parse_yaml(read_stack_text(path), label), label, stack_file=path)
 
 
-def validate_stack(loaded: LoadedYaml, source: str) -> StackSpec:
+def validate_stack(loaded: LoadedYaml, source: str, stack_file: Path | None = None) -> StackSpec:
     data = loaded.data
     if not isinstance(data, dict):
         raise SpecError(f"{source}:1:1: the top level must be a mapping with name, gpus and models")
@@ -155,6 +157,8 @@ def validate_stack(loaded: LoadedYaml, source: str) -> StackSpec:
         raise _rewrite(exc, loaded, source) from None
     try:
         check_stack(stack)
+        if stack_file is not None:
+            check_adapters(stack, stack_file)
     except StackRuleError as exc:
         raise SpecError(f"{_where(loaded, source, exc.path)}{format_path(exc.path)}: {exc.message}") from None
     return stack

@@ -15,7 +15,9 @@ their sources are in ``calibration``. The checks, in the order a user meets them
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 
 from gpustack_compose import calibration as cal
@@ -70,6 +72,8 @@ class ModelPlan:
     max_loras: int
     max_lora_rank: int
     max_cpu_loras: int
+    exact_kv: bool  # render --kv-cache-memory-bytes kv_bytes
+    kv_note: str | None  # why not exact, or what was assumed
     quantization: str | None
     trust_remote_code: bool
     recommended_args: tuple[str, ...]
@@ -94,6 +98,7 @@ class GpuPlan:
     total_bytes: int
     reserve_bytes: int
     models: tuple[ModelPlan, ...]  # in boot order
+    boot: str = "sequential"
 
     @property
     def fraction_sum(self) -> float:
@@ -140,6 +145,8 @@ class _Need:
     outside_share_bytes: int
     max_loras: int
     max_cpu_loras: int
+    exact_kv: bool
+    kv_note: str | None
 
     @property
     def non_kv_bytes(self) -> int:
@@ -246,7 +253,35 @@ def kv_bytes_per_token(arch: ModelArch, model_dtype_bytes: int, kv_cache_dtype: 
     return 2 * arch.num_layers * arch.num_kv_heads * arch.head_dim * dtype_bytes
 
 
-def _resolve(model: ModelSpec, stack_index: int, gpu: int) -> _Need:
+_IMAGE_VERSION = re.compile(r":v?(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def image_vllm_version(image: str) -> tuple[int, int, int] | None:
+    """vLLM release an image tag names (``vllm/vllm-openai:v0.26.0``), or None."""
+    match = _IMAGE_VERSION.search(image.split("@", 1)[0])
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
+
+
+def _kv_mode(model: ModelSpec, image: str) -> tuple[bool, str | None]:
+    """Whether the KV size is rendered exactly, and the reason when not."""
+    if model.kv_cache == "profiled":
+        return False, "kv_cache: profiled -- vLLM sizes the KV cache from its own profiling run at boot"
+    version = image_vllm_version(image)
+    since = ".".join(str(p) for p in cal.KV_CACHE_BYTES_SINCE)
+    if version is None:
+        return True, f"the vLLM release of {image} is not in its tag: assumed {since} or newer"
+    if version < cal.KV_CACHE_BYTES_SINCE:
+        found = ".".join(str(p) for p in version)
+        return False, (
+            f"{image} is vLLM {found}, older than {since} which introduced --kv-cache-memory-bytes: "
+            "the KV size comes from vLLM's profiling and depends on boot timing"
+        )
+    return True, None
+
+
+def _resolve(model: ModelSpec, stack_index: int, gpu: int, image: str) -> _Need:
     arch, implied_quantization = arch_of(model)
     quantization = model.quantization or implied_quantization
     dtype = arch.dtype if model.dtype == "auto" else model.dtype
@@ -265,9 +300,14 @@ def _resolve(model: ModelSpec, stack_index: int, gpu: int) -> _Need:
             "vLLM requires at least one token per sequence per step"
         )
     act_bytes = 4 if dtype == "float32" else 2
-    max_loras = (model.max_loras or min(len(model.loras), 4)) if model.loras else 0
-    max_cpu_loras = (model.max_cpu_loras or max_loras) if model.loras else 0
-    lora = lora_slot_bytes(arch, max_loras, model.max_lora_rank, dtype_bytes) if model.loras else 0
+    # vLLM's defaults are max_loras 1 and max_cpu_loras = max_loras; a shared
+    # base model usually serves several adapters in one batch, so up to 4.
+    serves_loras = bool(model.loras) or model.runtime_loras is not None
+    default_slots = 4 if model.runtime_loras is not None else min(len(model.loras), 4)
+    max_loras = (model.max_loras or default_slots) if serves_loras else 0
+    max_cpu_loras = (model.max_cpu_loras or max_loras) if serves_loras else 0
+    lora = lora_slot_bytes(arch, max_loras, model.max_lora_rank, dtype_bytes) if serves_loras else 0
+    exact_kv, kv_note = _kv_mode(model, image)
     return _Need(
         spec=model,
         stack_index=stack_index,
@@ -282,6 +322,8 @@ def _resolve(model: ModelSpec, stack_index: int, gpu: int) -> _Need:
         lora_bytes=lora,
         max_loras=max_loras,
         max_cpu_loras=max_cpu_loras,
+        exact_kv=exact_kv,
+        kv_note=kv_note,
         kv_bytes_per_token=kv_bytes_per_token(arch, dtype_bytes, model.kv_cache_dtype),
         outside_share_bytes=cal.CUDA_CONTEXT + (0 if model.enforce_eager else cal.CUDA_GRAPHS),
     )
@@ -307,7 +349,7 @@ def plan_stack(stack: StackSpec, *, enforce: bool = True) -> Plan:
     needs: list[_Need] = []
     for index, model in enumerate(stack.models):
         placed = model.gpu if model.gpu is not None else stack.gpus[0].index
-        needs.append(_resolve(model, index, placed))
+        needs.append(_resolve(model, index, placed, model.image or stack.images.vllm))
 
     gpu_plans: list[GpuPlan] = []
     by_name: dict[str, ModelPlan] = {}
@@ -319,8 +361,8 @@ def plan_stack(stack: StackSpec, *, enforce: bool = True) -> Plan:
         if reserve >= total:
             raise PlanError(f"GPU {gpu.index}: the reserve {fmt_gib(reserve)} leaves nothing of {fmt_gib(total)}")
         on_gpu = [n for n in needs if n.gpu == gpu.index]
-        models = _plan_gpu(gpu.index, label, total, reserve, on_gpu, violations)
-        gpu_plans.append(GpuPlan(gpu.index, label, total, reserve, tuple(models)))
+        models = _plan_gpu(gpu.index, label, total, reserve, on_gpu, violations, gpu.boot)
+        gpu_plans.append(GpuPlan(gpu.index, label, total, reserve, tuple(models), gpu.boot))
         by_name.update({m.name: m for m in models})
     ordered = tuple(by_name[m.name] for m in stack.models)
     return Plan(stack.name, tuple(gpu_plans), ordered, tuple(violations or ()))
@@ -378,10 +420,27 @@ def _fractions(gpu: int, label: str, total: int, reserve: int, needs: list[_Need
 
 
 def _plan_gpu(
-    gpu: int, label: str, total: int, reserve: int, needs: list[_Need], violations: list[str] | None
+    gpu: int,
+    label: str,
+    total: int,
+    reserve: int,
+    needs: list[_Need],
+    violations: list[str] | None,
+    boot: str = "sequential",
 ) -> list[ModelPlan]:
     if not needs:
         return []
+    parallel = boot == "parallel"
+    if parallel:
+        profiled = [n for n in needs if not n.exact_kv]
+        if profiled:
+            reasons = "; ".join(f"{n.spec.name}: {n.kv_note}" for n in profiled)
+            _fail(
+                violations,
+                f"GPU {gpu} ({label}) boots in parallel, which needs an exact KV size for every model: servers "
+                f"that profile together charge each other's memory to themselves (one dies with negative KV "
+                f"or another takes too much). {reasons}. Use kv_cache: exact with vLLM 0.11+, or boot: sequential",
+            )
     fractions = _fractions(gpu, label, total, reserve, needs)
 
     # Check 1: the fractions and the reserve fit the card.
@@ -406,9 +465,13 @@ def _plan_gpu(
         name = need.spec.name
         fraction, source = fractions[name]
         share = shares[name]
-        kv = share - need.non_kv_bytes
+        room = share - need.non_kv_bytes
         block_bytes = cal.KV_BLOCK_TOKENS * need.kv_bytes_per_token
-        kv_tokens = max(0, kv) // block_bytes * cal.KV_BLOCK_TOKENS
+        kv_tokens = max(0, room) // block_bytes * cal.KV_BLOCK_TOKENS
+        # Exact KV is rendered in whole blocks, so the token count vLLM logs
+        # ("GPU KV cache size") is exactly the plan's; profiled KV is whatever
+        # the share leaves, as vLLM computes it.
+        kv = kv_tokens * need.kv_bytes_per_token if need.exact_kv else room
 
         # Check 2: one full-length sequence must fit, as vLLM demands at start.
         if kv_tokens < need.max_model_len:
@@ -419,7 +482,7 @@ def _plan_gpu(
                 violations,
                 f"{model_label(need)} on GPU {gpu}: to serve one request of max_model_len "
                 f"{need.max_model_len}, {fmt_gib(needed)} of KV cache is needed, but fraction "
-                f"{fmt_fraction(fraction)} leaves {fmt_gib(max(0, kv))} ({fmt_gib(share)} share - "
+                f"{fmt_fraction(fraction)} leaves {fmt_gib(max(0, room))} ({fmt_gib(share)} share - "
                 f"{fmt_gib(need.weights_bytes)} weights - {fmt_gib(need.activation_bytes)} activation peak - "
                 f"{fmt_gib(cal.NON_TORCH_INCREASE)} non-torch"
                 + (f" - {fmt_gib(need.lora_bytes)} LoRA slots" if need.lora_bytes else "")
@@ -427,9 +490,10 @@ def _plan_gpu(
                 + (f" or lower max_model_len to {longest}" if longest >= 16 else ""),
             )
 
-        # Check 3: vLLM's free-memory check when this server starts.
+        # Check 3: vLLM's free-memory check when this server starts (for a
+        # parallel boot, the worst case is checked once all are planned).
         free_at_start = total - reserve - held
-        if free_at_start < share:
+        if not parallel and free_at_start < share:
             _fail(
                 violations,
                 f"GPU {gpu} ({label}): when {name} (boot position {position}) starts, vLLM needs "
@@ -453,8 +517,8 @@ def _plan_gpu(
                 service=service_name(name),
                 stack_index=need.stack_index,
                 gpu=gpu,
-                boot_position=position,
-                after=previous,
+                boot_position=1 if parallel else position,
+                after=None if parallel else previous,
                 fraction=fraction,
                 fraction_source=source,
                 share_bytes=share,
@@ -477,6 +541,8 @@ def _plan_gpu(
                 max_loras=need.max_loras,
                 max_lora_rank=need.spec.max_lora_rank,
                 max_cpu_loras=need.max_cpu_loras,
+                exact_kv=need.exact_kv,
+                kv_note=need.kv_note,
                 quantization=need.quantization,
                 trust_remote_code=(
                     need.spec.trust_remote_code
@@ -490,6 +556,10 @@ def _plan_gpu(
             )
         )
         previous = service_name(name)
+
+    if parallel:
+        # Booting together is the under-load check, met from the first second.
+        return _check_parallel_start(gpu, label, total, reserve, plans, violations)
 
     # Check 4: under load every server may hold its whole share plus what sits
     # outside it (CUDA context, cuBLAS, CUDA graphs).
@@ -505,6 +575,28 @@ def _plan_gpu(
             f"{fmt_gib(total)}; lower the fractions by {cut} in all",
         )
     return plans
+
+
+def _check_parallel_start(
+    gpu: int, label: str, total: int, reserve: int, plans: list[ModelPlan], violations: list[str] | None
+) -> list[ModelPlan]:
+    """Booting together, every server holds its weights, KV cache and activation
+    peak (its share) plus what sits outside it at the same time; and a server
+    may take vLLM's startup snapshot after all the others did: its free memory
+    is then total - reserve - their peaks."""
+    needed = reserve + sum(p.peak_bytes for p in plans)
+    if needed > total:
+        _fail(
+            violations,
+            f"GPU {gpu} ({label}): boot: parallel needs room for every server's weights, KV cache and activation "
+            f"peak at the same time: {fmt_gib(needed)} with the reserve and CUDA contexts, "
+            f"{fmt_gib(needed - total)} more than the card's {fmt_gib(total)}; lower the fractions or boot: "
+            "sequential",
+        )
+    return [
+        dataclasses.replace(p, free_at_start_bytes=total - reserve - sum(o.peak_bytes for o in plans if o is not p))
+        for p in plans
+    ]
 
 
 def _boot_timeout(weights: int) -> int:

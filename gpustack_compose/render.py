@@ -22,7 +22,7 @@ from gpustack_compose import healthcheck
 from gpustack_compose.planner import ModelPlan, Plan
 from gpustack_compose.spec import ModelSpec, StackSpec
 from gpustack_compose.units import fmt_fraction, fmt_gib
-from gpustack_compose.vllm_args import MODEL_PORT, adapter_mounts, serve_args
+from gpustack_compose.vllm_args import MODEL_PORT, adapter_mounts, runtime_lora_env, serve_args
 
 COMPOSE_FILE = "docker-compose.yml"
 LITELLM_CONFIG = "litellm/config.yaml"
@@ -179,7 +179,7 @@ def _model_service(stack: StackSpec, spec: ModelSpec, plan: ModelPlan, stack_dir
         "service": plan.service,
         "image": spec.image or stack.images.vllm,
         "args": serve_args(spec, plan),
-        "env": sorted(spec.env.items()),
+        "env": sorted({**runtime_lora_env(spec), **spec.env}.items()),
         "mounts": mounts,
         "shm_size": spec.shm_size,
         "gpu_ids": [str(plan.gpu)],
@@ -209,6 +209,7 @@ def render(stack: StackSpec, plan: Plan, source: str) -> dict[str, str]:
         spec = specs[model_plan.name]
         routes.append({"name": spec.name, "service": model_plan.service, "kind": "model"})
         routes += [{"name": lora.name, "service": model_plan.service, "kind": "adapter"} for lora in spec.loras]
+    runtime = [m.name for m in stack.models if m.runtime_loras is not None]
     context = {
         "stack": stack,
         "plan": plan,
@@ -224,6 +225,7 @@ def render(stack: StackSpec, plan: Plan, source: str) -> dict[str, str]:
         "routes": routes,
         "specs": specs,
         "start_interval": healthcheck.supports_start_interval(stack.docker.min_engine),
+        "runtime_lora_models": runtime,
     }
     return {
         COMPOSE_FILE: env.get_template("docker-compose.yml.j2").render(context),

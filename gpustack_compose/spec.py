@@ -141,6 +141,13 @@ class GpuSpec(_Strict):
         le=4096,
         description="Memory never available to the stack (driver, display, other processes). Default 0.52 GiB.",
     )
+    boot: Literal["sequential", "parallel"] = Field(
+        default="sequential",
+        description=(
+            "sequential: each model starts once the previous one is healthy. parallel: all start together "
+            "(needs exact KV sizes, i.e. every model with kv_cache: exact on vLLM 0.11+)."
+        ),
+    )
 
 
 class ArchSpec(_Strict):
@@ -157,11 +164,18 @@ class ArchSpec(_Strict):
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
 
 
+HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
 class LoraSpec(_Strict):
     """A LoRA adapter served by its base model's server under its own name."""
 
     name: str = Field(description="Model name the adapter is served as.")
-    path: str = Field(description="Host path of the adapter folder, relative to the stack file.")
+    path: str | None = Field(default=None, description="Adapter folder on the host, relative to the stack file.")
+    repo: str | None = Field(default=None, description="Hugging Face repo id of the adapter (vLLM downloads it).")
+    rank: int | None = Field(
+        default=None, ge=1, le=512, description="Rank of a repo adapter (checked against max_lora_rank)."
+    )
 
     @field_validator("name")
     @classmethod
@@ -172,10 +186,43 @@ class LoraSpec(_Strict):
 
     @field_validator("path")
     @classmethod
-    def _path(cls, value: str) -> str:
-        if not value or any(ord(c) < 32 or ord(c) == 127 for c in value) or len(value) > 1024:
-            raise SpecValueError(f"{value!r} is not a usable path")
+    def _path(cls, value: str | None) -> str | None:
+        return _check_relative_path(value)
+
+    @field_validator("repo")
+    @classmethod
+    def _repo(cls, value: str | None) -> str | None:
+        if value is not None and not HF_REPO.match(value):
+            raise SpecValueError(f"{value!r} is not a Hugging Face repo id like org/name")
         return value
+
+
+class RuntimeLorasSpec(_Strict):
+    """Load and unload adapters while the model serves (vLLM runtime LoRA updating)."""
+
+    dir: str = Field(
+        description=(
+            "Host folder, relative to the stack file, mounted read-only; an adapter dropped here is loaded by "
+            "name on its first request (vLLM's filesystem resolver) or by `gpustack-compose lora add`."
+        )
+    )
+
+    @field_validator("dir")
+    @classmethod
+    def _dir(cls, value: str) -> str:
+        checked = _check_relative_path(value)
+        assert checked is not None
+        return checked
+
+
+def _check_relative_path(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value or len(value) > 1024 or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise SpecValueError(f"{value!r} is not a usable path")
+    if value.startswith("/") or value.startswith("~"):
+        raise SpecValueError(f"{value!r} is absolute; give a path relative to the stack file")
+    return value
 
 
 class ModelSpec(_Strict):
@@ -198,6 +245,13 @@ class ModelSpec(_Strict):
     quantization: Literal["awq", "gptq", "fp8", "bitsandbytes", "compressed-tensors"] | None = None
     kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = "auto"
     enforce_eager: bool = Field(default=False, description="Skip torch.compile and CUDA graphs.")
+    kv_cache: Literal["exact", "profiled"] = Field(
+        default="exact",
+        description=(
+            "exact: --kv-cache-memory-bytes fixes the KV cache at the planned size (boot-order and "
+            "compile-state independent). profiled: vLLM sizes it from its own profiling run."
+        ),
+    )
     trust_remote_code: bool | None = Field(default=None, description="Default: what the catalog says the model needs.")
     image: str | None = Field(default=None, description="vLLM image for this model; default images.vllm.")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
@@ -206,11 +260,15 @@ class ModelSpec(_Strict):
     max_loras: int | None = Field(
         default=None, ge=1, le=1024, description="Adapters resident on the GPU at once (default: min(adapters, 4))."
     )
-    max_lora_rank: Literal[8, 16, 32, 64, 128, 256, 512] = Field(
+    # vLLM's LoRAConfig accepts these ranks (powers of two, plus 320).
+    max_lora_rank: Literal[1, 8, 16, 32, 64, 128, 256, 320, 512] = Field(
         default=16, description="Largest adapter rank; every GPU slot is sized for it."
     )
     max_cpu_loras: int | None = Field(
         default=None, ge=1, le=100_000, description="Adapters cached in host memory (default: max_loras)."
+    )
+    runtime_loras: RuntimeLorasSpec | None = Field(
+        default=None, description="Opt in to loading adapters while serving, from a drop-in folder."
     )
     boot_timeout_s: int | None = Field(
         default=None,
@@ -430,7 +488,13 @@ def check_stack(stack: StackSpec) -> None:
             )
 
     for position, model in enumerate(stack.models):
+        _check_lora_limits(model, ("models", position))
         for lora_position, lora in enumerate(model.loras):
+            if (lora.path is None) == (lora.repo is None):
+                raise StackRuleError(
+                    ("models", position, "loras", lora_position),
+                    f"adapter {lora.name!r} needs exactly one of path (a folder) or repo (a Hugging Face repo id)",
+                )
             where = ("models", position, "loras", lora_position, "name")
             if lora.name in names:
                 raise StackRuleError(
@@ -439,6 +503,27 @@ def check_stack(stack: StackSpec) -> None:
                     "(adapters are model names at the proxy)",
                 )
             names[lora.name] = where
+
+
+def _check_lora_limits(model: ModelSpec, where: tuple[str | int, ...]) -> None:
+    serves_loras = bool(model.loras) or model.runtime_loras is not None
+    for field_name in ("max_loras", "max_cpu_loras"):
+        if getattr(model, field_name) is not None and not serves_loras:
+            raise StackRuleError(
+                (*where, field_name), f"is set but {model.name!r} serves no LoRA adapters (no loras, no runtime_loras)"
+            )
+    if model.max_loras is not None and model.max_cpu_loras is not None and model.max_cpu_loras < model.max_loras:
+        raise StackRuleError(
+            (*where, "max_cpu_loras"),
+            f"{model.max_cpu_loras} is less than max_loras {model.max_loras}: vLLM keeps every GPU-resident "
+            "adapter in host memory too",
+        )
+    for position, lora in enumerate(model.loras):
+        if lora.rank is not None and lora.rank > model.max_lora_rank:
+            raise StackRuleError(
+                (*where, "loras", position, "rank"),
+                f"adapter {lora.name!r} has rank {lora.rank}, above max_lora_rank {model.max_lora_rank}",
+            )
 
 
 def format_path(path: tuple[str | int, ...] | tuple[Any, ...]) -> str:

@@ -7,18 +7,24 @@ their arguments from ``serve_args`` so that what is rehearsed is what runs.
 from __future__ import annotations
 
 import json
+import posixpath
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 from gpustack_compose.units import fmt_fraction
 
 if TYPE_CHECKING:
     from gpustack_compose.planner import ModelPlan
-    from gpustack_compose.spec import ModelSpec
+    from gpustack_compose.spec import LoraSpec, ModelSpec
 
 # The port every model server listens on inside the compose network.
 MODEL_PORT = 8000
 ADAPTER_ROOT = "/adapters"
+# Where a model's runtime_loras folder is mounted; vLLM's filesystem resolver
+# (VLLM_LORA_RESOLVER_CACHE_DIR) loads an adapter from <dir>/<name> on its
+# first request when VLLM_ALLOW_RUNTIME_LORA_UPDATING is on.
+RUNTIME_ADAPTERS = f"{ADAPTER_ROOT}/runtime"
 
 # Flags gpustack-compose sets itself, and the stack field that controls each.
 # vLLM's FlexibleArgumentParser accepts ``--max_model_len`` for
@@ -75,8 +81,47 @@ class AdapterMount:
     container_path: str
 
 
+def within(path: str, folder: str) -> str | None:
+    """``path`` relative to ``folder`` when it lies inside it (both relative to
+    the stack file, compared after normalising), else None."""
+    inner = PurePosixPath(posixpath.normpath(path))
+    try:
+        relative = inner.relative_to(PurePosixPath(posixpath.normpath(folder)))
+    except ValueError:
+        return None
+    return relative.as_posix() if relative.parts else None
+
+
+def adapter_location(spec: ModelSpec, lora: LoraSpec) -> str:
+    """What vLLM is told to load: a repo id, a file in the runtime folder's
+    mount, or the adapter's own mount."""
+    if lora.repo is not None:
+        return lora.repo
+    assert lora.path is not None
+    if spec.runtime_loras is not None:
+        inside = within(lora.path, spec.runtime_loras.dir)
+        if inside is not None:
+            return f"{RUNTIME_ADAPTERS}/{inside}"
+    return f"{ADAPTER_ROOT}/{lora.name}"
+
+
 def adapter_mounts(spec: ModelSpec) -> list[AdapterMount]:
-    return [AdapterMount(lora.name, lora.path, f"{ADAPTER_ROOT}/{lora.name}") for lora in spec.loras]
+    """Read-only bind mounts: each path adapter outside the runtime folder, and
+    the runtime folder itself."""
+    mounts = [
+        AdapterMount(lora.name, lora.path, adapter_location(spec, lora))
+        for lora in spec.loras
+        if lora.path is not None and adapter_location(spec, lora) == f"{ADAPTER_ROOT}/{lora.name}"
+    ]
+    if spec.runtime_loras is not None:
+        mounts.append(AdapterMount("(runtime)", spec.runtime_loras.dir, RUNTIME_ADAPTERS))
+    return mounts
+
+
+def runtime_lora_env(spec: ModelSpec) -> dict[str, str]:
+    if spec.runtime_loras is None:
+        return {}
+    return {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_LORA_RESOLVER_CACHE_DIR": RUNTIME_ADAPTERS}
 
 
 def serve_args(spec: ModelSpec, plan: ModelPlan) -> list[str]:
@@ -87,6 +132,7 @@ def serve_args(spec: ModelSpec, plan: ModelPlan) -> list[str]:
         "--host", "0.0.0.0",
         "--port", str(MODEL_PORT),
         "--gpu-memory-utilization", fmt_fraction(plan.fraction),
+        *(["--kv-cache-memory-bytes", str(plan.kv_bytes)] if plan.exact_kv else []),
         "--max-model-len", str(plan.max_model_len),
         "--max-num-seqs", str(plan.max_num_seqs),
         "--max-num-batched-tokens", str(plan.max_num_batched_tokens),
@@ -101,21 +147,22 @@ def serve_args(spec: ModelSpec, plan: ModelPlan) -> list[str]:
         args.append("--enforce-eager")
     if plan.trust_remote_code:
         args.append("--trust-remote-code")
-    if spec.loras:
-        modules = [
-            json.dumps(
-                {"name": m.name, "path": m.container_path, "base_model_name": spec.name},
-                separators=(",", ":"),
-            )
-            for m in adapter_mounts(spec)
-        ]
+    if spec.loras or spec.runtime_loras is not None:
         args += [
             "--enable-lora",
             "--max-loras", str(plan.max_loras),
             "--max-lora-rank", str(plan.max_lora_rank),
             "--max-cpu-loras", str(plan.max_cpu_loras),
-            "--lora-modules", *modules,
         ]  # fmt: skip
+    if spec.loras:
+        modules = [
+            json.dumps(
+                {"name": lora.name, "path": adapter_location(spec, lora), "base_model_name": spec.name},
+                separators=(",", ":"),
+            )
+            for lora in spec.loras
+        ]
+        args += ["--lora-modules", *modules]
     overridden = {flag_name(a) for a in spec.extra_args} - {None}
     recommended = list(plan.recommended_args)
     for i in range(0, len(recommended), 2):

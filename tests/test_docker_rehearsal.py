@@ -296,3 +296,45 @@ def test_hostile_strings_reach_the_container_unchanged(workdir: Path, built_imag
     finally:
         compose.run(["down", "-v"], project=target.project, files=target.files, env=target.env, timeout=120)
         forget_rehearsal(stack)
+
+
+PARALLEL_MODELS = """\
+  - {{name: a, model: Qwen/Qwen2.5-14B-Instruct, memory: 0.45, max_model_len: 8192{extra}}}
+  - {{name: b, model: Qwen/Qwen2.5-7B-Instruct, memory: 0.3, max_model_len: 8192{extra}}}
+  - {{name: c, model: meta-llama/Llama-3.2-3B-Instruct, memory: 0.15, max_model_len: 8192{extra}}}
+"""
+
+
+@pytest.mark.usefixtures("built_images")
+def test_parallel_boot_with_exact_kv_sizes(workdir: Path) -> None:
+    name = unique("par")
+    write(workdir / "s.yaml", stack_text(name, PARALLEL_MODELS.format(extra=""),
+                                         "[{index: 0, type: H100-80GB, boot: parallel}]"))  # fmt: skip
+    result = run_module(["rehearse", "s.yaml", "--load-s", "5", "--report", "r.json"], workdir)
+    assert result.code == 0, result.stderr
+    by = services(report_of(workdir / "r.json"))
+    starts = [t(by[s]["started_at"]) for s in ("a", "b", "c")]
+    # all three started together (Compose starts independent services at once) ...
+    assert (max(starts) - min(starts)).total_seconds() < 2
+    for service in ("a", "b", "c"):
+        assert by[service]["after"] == []
+        assert by[service]["load_s"] >= 5
+    # ... so the GPU was ready in about one load time, not three
+    ready = max(t(by[s]["healthy_at"]) for s in ("a", "b", "c"))
+    assert (ready - min(starts)).total_seconds() < 5 * 3 * 0.6
+
+
+@pytest.mark.usefixtures("built_images")
+def test_parallel_boot_without_exact_kv_races(workdir: Path) -> None:
+    """Fraction-only servers booted together charge each other's loading to
+    themselves: one or more die (or one takes too much KV). The planner refuses
+    this stack; the escape hatch shows why."""
+    name = unique("race")
+    models = PARALLEL_MODELS.format(extra=", kv_cache: profiled, boot_timeout_s: 20")
+    write(workdir / "s.yaml", stack_text(name, models, "[{index: 0, type: H100-80GB, boot: parallel}]"))
+    refused = run_module(["plan", "s.yaml"], workdir)
+    assert refused.code == 1 and "boots in parallel, which needs an exact KV size" in refused.stderr
+    result = run_module(["rehearse", "s.yaml", "--load-s", "5", "--unsafe-skip-fit-check"], workdir)
+    assert result.code == 4, result.stderr
+    assert "ValueError: No available memory for the cache blocks" in result.stderr
+    assert "Available KV cache memory: -" in result.stderr

@@ -45,12 +45,16 @@ def test_single_model_arithmetic_by_hand() -> None:
     # + sampler logits 16 seqs x 32000 vocab x 4 B
     assert m.activation_bytes == 2048 * 16384 * 2 + 16 * 32000 * 4 == 69_156_864
     assert m.non_torch_bytes == round(0.22 * 1024**3) == 236_223_201
-    # share = ceil(0.5 x total); KV = share - weights - activations - non-torch
+    # share = ceil(0.5 x total); room for KV = share - weights - activations - non-torch
     assert m.share_bytes == 5_368_709_120
-    assert m.kv_bytes == 5_368_709_120 - 2_118_111_601 - 69_156_864 - 236_223_201 == 2_945_217_454
+    room = 5_368_709_120 - 2_118_111_601 - 69_156_864 - 236_223_201
+    assert room == 2_945_217_454
     # KV per token = 2 x 10 layers x 2 kv heads x 64 head dim x 2 B = 5120 B; 16-token blocks
     assert m.kv_bytes_per_token == 5120
-    assert m.kv_tokens == 2_945_217_454 // (16 * 5120) * 16 == 575_232
+    assert m.kv_tokens == room // (16 * 5120) * 16 == 575_232
+    # exact KV (--kv-cache-memory-bytes, vLLM 0.26 image) is rendered in whole blocks
+    assert m.exact_kv
+    assert m.kv_bytes == 575_232 * 5120 == 2_945_187_840
     assert m.max_concurrency == pytest.approx(575_232 / 4096)  # 140.44 sequences of 4096
     # Under load: share + CUDA context and cuBLAS (778 MiB); no CUDA graphs when eager
     assert m.peak_bytes == 5_368_709_120 + 778 * 1024**2
@@ -304,3 +308,76 @@ def test_committed_examples_plan() -> None:
     for stack_file in sorted((Path(__file__).parent.parent / "stacks").glob("*.yaml")):
         plan = plan_stack(load_stack(stack_file))
         assert plan.models, stack_file
+
+
+PARALLEL = """
+name: par
+gpus: [{index: 0, type: H100-80GB, boot: parallel}]
+models:
+  - {name: a, model: Qwen/Qwen2.5-14B-Instruct, memory: 0.5, max_model_len: 8192}
+  - {name: b, model: Qwen/Qwen2.5-7B-Instruct, memory: 0.3, max_model_len: 8192}
+"""
+
+
+def test_parallel_boot_starts_everyone_together_with_exact_kv() -> None:
+    plan = plan_of(PARALLEL)
+    a, b = plan.model("a"), plan.model("b")
+    assert plan.gpus[0].boot == "parallel"
+    assert (a.boot_position, a.after, b.boot_position, b.after) == (1, None, 1, None)
+    assert a.exact_kv and b.exact_kv
+    # worst interleaving: b snapshots when a already holds share + outside (39.59 + 0.92 GiB)
+    assert b.free_at_start_bytes == plan.gpus[0].total_bytes - plan.gpus[0].reserve_bytes - a.peak_bytes
+
+
+def test_parallel_boot_refuses_profiled_kv() -> None:
+    text = PARALLEL.replace(
+        "max_model_len: 8192}\n  - {name: b", "max_model_len: 8192, kv_cache: profiled}\n  - {name: b"
+    )
+    with pytest.raises(PlanError) as error:
+        plan_of(text)
+    assert str(error.value) == (
+        "GPU 0 (H100-80GB) boots in parallel, which needs an exact KV size for every model: servers that profile "
+        "together charge each other's memory to themselves (one dies with negative KV or another takes too much). "
+        "a: kv_cache: profiled -- vLLM sizes the KV cache from its own profiling run at boot. Use kv_cache: exact "
+        "with vLLM 0.11+, or boot: sequential"
+    )
+
+
+def test_parallel_boot_needs_room_for_everyone_at_once() -> None:
+    # 0.5 + 0.485 + the 0.52 GiB reserve fit by fractions (78.51 GiB), but booting together
+    # both hold their shares plus 0.92 GiB each outside them: 79.51 + ... = 80.35 GiB.
+    with pytest.raises(PlanError) as error:
+        plan_of(PARALLEL.replace("Qwen/Qwen2.5-7B-Instruct, memory: 0.3", "Qwen/Qwen2.5-14B-Instruct, memory: 0.485"))
+    assert str(error.value) == (
+        "GPU 0 (H100-80GB): boot: parallel needs room for every server's weights, KV cache and activation peak "
+        "at the same time: 80.35 GiB with the reserve and CUDA contexts, 1.17 GiB more than the card's 79.18 GiB; "
+        "lower the fractions or boot: sequential"
+    )
+
+
+def test_old_vllm_images_get_the_fraction_only_form() -> None:
+    from gpustack_compose.planner import image_vllm_version
+
+    assert image_vllm_version("vllm/vllm-openai:v0.26.0") == (0, 26, 0)
+    assert image_vllm_version("registry:5000/vllm/vllm-openai:0.10.1.1") == (0, 10, 1)
+    assert image_vllm_version("vllm/vllm-openai:latest") is None
+    assert image_vllm_version("vllm/vllm-openai@sha256:abc") is None
+    plan = plan_of(
+        PARALLEL.replace(", boot: parallel", "").replace(
+            "memory: 0.3,", "memory: 0.3, image: vllm/vllm-openai:v0.10.2,"
+        )
+    )
+    b = plan.model("b")
+    assert not b.exact_kv
+    assert b.kv_note == (
+        "vllm/vllm-openai:v0.10.2 is vLLM 0.10.2, older than 0.11.0 which introduced --kv-cache-memory-bytes: "
+        "the KV size comes from vLLM's profiling and depends on boot timing"
+    )
+    latest = plan_of(
+        PARALLEL.replace(", boot: parallel", "").replace("memory: 0.3,", "memory: 0.3, image: vllm/vllm-openai:latest,")
+    )
+    assert latest.model("b").exact_kv
+    assert (
+        latest.model("b").kv_note
+        == "the vLLM release of vllm/vllm-openai:latest is not in its tag: assumed 0.11.0 or newer"
+    )

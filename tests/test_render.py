@@ -109,6 +109,8 @@ model_refs = st.text(
 ).filter(lambda s: not any(c.isspace() for c in s))
 names = st.from_regex(MODEL_NAME, fullmatch=True).filter(lambda n: n.strip("-._") != "")
 args = arbitrary_text.filter(lambda a: flag_name(a) not in MANAGED_FLAGS)
+# Adapter paths are relative to the stack file: anything else is rejected by the spec.
+relative_paths = arbitrary_text.filter(lambda p: not p.startswith(("/", "~")))
 
 
 @st.composite
@@ -122,7 +124,7 @@ def hostile_stacks(draw: st.DrawFn) -> StackSpec:
         max_model_len=4096,
         env={"X_VALUE": draw(arbitrary_text)},
         extra_args=draw(st.lists(args, max_size=3)),
-        loras=[LoraSpec(name=lora_name, path=draw(arbitrary_text))],
+        loras=[LoraSpec(name=lora_name, path=draw(relative_paths))],
         arch={"params_b": 1, "hidden_size": 512, "intermediate_size": 1024, "num_layers": 4,  # type: ignore[arg-type]
               "num_kv_heads": 2, "head_dim": 64, "context_length": 4096},
     )  # fmt: skip

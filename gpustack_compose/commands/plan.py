@@ -31,6 +31,8 @@ def model_dict(m: ModelPlan) -> dict[str, Any]:
         "lora_gib": _gib(m.lora_bytes),
         "kv_cache_gib": _gib(m.kv_bytes),
         "kv_cache_bytes": m.kv_bytes,
+        "exact_kv": m.exact_kv,
+        "kv_note": m.kv_note,
         "kv_bytes_per_token": m.kv_bytes_per_token,
         "kv_tokens": m.kv_tokens,
         "max_model_len": m.max_model_len,
@@ -54,6 +56,7 @@ def gpu_dict(g: GpuPlan) -> dict[str, Any]:
         "total_bytes": g.total_bytes,
         "reserve_gib": _gib(g.reserve_bytes),
         "fraction_sum": round(g.fraction_sum, 4),
+        "boot": g.boot,
         "free_under_load_gib": _gib(g.free_bytes),
         "models": [model_dict(m) for m in g.models],
     }

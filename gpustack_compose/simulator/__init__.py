@@ -8,6 +8,16 @@ flags are an error), keeps its port closed while "loading", answers /health,
 of one GPU: at start it refuses, with vLLM's own error text, when the free
 memory is below ``--gpu-memory-utilization x total``, exactly as vLLM V1 does.
 
+Boot follows vLLM's phases on the load clock: the startup snapshot and check
+(30 %), weights loading into the ledger (30-45 %), the profile run (50 %),
+the KV cache (55 %), the port opening (100 %). Without
+``--kv-cache-memory-bytes`` the KV cache is vLLM's formula, share - weights -
+profile - the growth of everybody else's memory since the snapshot: servers
+starting together charge each other's loading to themselves (negative KV:
+"No available memory for the cache blocks"; memory released meanwhile: too
+much KV). With ``--kv-cache-memory-bytes`` the size is fixed and the race is
+gone, as measured on the H100.
+
 Settings that a real server would get from its GPU come from the environment
 (the rehearsal override sets them from the plan), so the command line stays
 exactly what the renderer produced:
@@ -16,7 +26,11 @@ exactly what the renderer produced:
     GSC_SIM_GPU                 GPU index (ledger file name)        (default 0)
     GSC_SIM_GPU_TOTAL_BYTES     what CUDA would report as total     (default H100: 85017493504)
     GSC_SIM_GPU_RESERVE_BYTES   memory never free on that GPU       (default 0.52 GiB)
-    GSC_SIM_RESIDENT_BYTES      what the server holds once up       (default util x total)
+    GSC_SIM_WEIGHTS_BYTES       weights it loads                    (default 60% of its share)
+    GSC_SIM_PROFILE_BYTES       activation peak + non-torch (+ LoRA slots) of vLLM's profile run
+    GSC_SIM_CONTEXT_BYTES       CUDA context, held from the start   (default 778 MiB)
+    GSC_SIM_OVERHEAD_BYTES      resident - weights - KV once up     (default 1.2 GiB)
+    GSC_SIM_KV_BYTES_PER_TOKEN  for the "GPU KV cache size" line     (default 0: not printed)
     GSC_SIM_LEDGER_DIR          shared folder of ledgers; unset = no GPU accounting
     GSC_SIM_INSTANCE            identity in the ledger              (default hostname)
     GSC_SIM_FAIL                "" | crash (exit 1 once loaded) | hang (never opens its port)

@@ -81,6 +81,23 @@ class Ledger:
             claims[instance] = {"bytes": holds, "model": model, "since": time.time()}
             return True, free
 
+    def others(self, instance: str) -> int:
+        """Bytes every other server holds right now (what a device-wide
+        memory reading includes besides this process)."""
+        with self._locked() as claims:
+            return sum(int(str(c.get("bytes", 0))) for name, c in claims.items() if name != instance)
+
+    def set_claim(self, instance: str, model: str, holds: int) -> tuple[bool, int]:
+        """Grow or shrink this server's memory; refused (CUDA out of memory)
+        when the growth does not fit. Returns (ok, free before the change)."""
+        with self._locked() as claims:
+            mine = int(str(claims.get(instance, {}).get("bytes", 0)))
+            free = self._free(claims)
+            if holds - mine > free:
+                return False, free
+            claims[instance] = {"bytes": holds, "model": model, "since": time.time()}
+            return True, free
+
     def release(self, instance: str) -> None:
         with self._locked() as claims:
             claims.pop(instance, None)

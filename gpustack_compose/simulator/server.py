@@ -44,7 +44,11 @@ def _truthy(value: str | None) -> bool:
 class Settings:
     load_s: float
     gpu: Gpu
-    resident_bytes: int | None
+    weights_bytes: int | None
+    profile_bytes: int
+    context_bytes: int
+    overhead_bytes: int
+    kv_bytes_per_token: int
     ledger_dir: Path | None
     instance: str
     fail: str
@@ -52,7 +56,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> Settings:
-        resident = env.get("GSC_SIM_RESIDENT_BYTES")
+        weights = env.get("GSC_SIM_WEIGHTS_BYTES")
         ledger = env.get("GSC_SIM_LEDGER_DIR")
         return cls(
             load_s=float(env.get("GSC_SIM_LOAD_S", "2")),
@@ -61,7 +65,11 @@ class Settings:
                 total_bytes=int(env.get("GSC_SIM_GPU_TOTAL_BYTES", DEFAULT_TOTAL)),
                 reserve_bytes=int(env.get("GSC_SIM_GPU_RESERVE_BYTES", DEFAULT_RESERVE)),
             ),
-            resident_bytes=int(resident) if resident else None,
+            weights_bytes=int(weights) if weights else None,
+            profile_bytes=int(env.get("GSC_SIM_PROFILE_BYTES", GiB)),
+            context_bytes=int(env.get("GSC_SIM_CONTEXT_BYTES", 778 * 1024**2)),
+            overhead_bytes=int(env.get("GSC_SIM_OVERHEAD_BYTES", round(1.2 * GiB))),
+            kv_bytes_per_token=int(env.get("GSC_SIM_KV_BYTES_PER_TOKEN", "0")),
             ledger_dir=Path(ledger) if ledger else None,
             instance=env.get("GSC_SIM_INSTANCE") or socket.gethostname(),
             fail=env.get("GSC_SIM_FAIL", ""),
@@ -324,6 +332,103 @@ class _Stop(BaseException):
     container would then wait out Compose's whole stop timeout)."""
 
 
+class _Refused(Exception):
+    """vLLM would exit here; the message is already printed."""
+
+
+def _pid_prefix() -> str:
+    return f"(EngineCore_DP0 pid={os.getpid()})"
+
+
+@dataclass
+class Boot:
+    """vLLM's startup against the simulated GPU: the phases that touch memory."""
+
+    args: ServeArgs
+    settings: Settings
+    ledger: Ledger
+    started: float = field(default_factory=time.monotonic)
+    snapshot_others: int = 0
+
+    @property
+    def requested(self) -> float:
+        return self.settings.gpu.total_bytes * self.args.gpu_memory_utilization
+
+    def at(self, fraction: float) -> None:
+        """Sleep until ``fraction`` of the load time has passed."""
+        time.sleep(max(0.0, self.started + fraction * self.settings.load_s - time.monotonic()))
+
+    def claim(self, holds: int) -> None:
+        ok, free = self.ledger.set_claim(self.settings.instance, self.args.served_model_name, holds)
+        if not ok:
+            print(
+                f"{_pid_prefix()} torch.OutOfMemoryError: CUDA out of memory. GPU {self.settings.gpu.index} has a "
+                f"total capacity of {_gib(self.settings.gpu.total_bytes)} GiB of which {_gib(max(0, free))} GiB is "
+                "free.",
+                flush=True,
+            )
+            raise _Refused
+
+    def startup_check(self) -> None:
+        """vLLM V1, v1/worker/gpu_worker.py init_device(): the memory snapshot."""
+        s = self.settings
+        ok, free = self.ledger.claim_if_free(s.instance, self.args.served_model_name, int(self.requested),
+                                             s.context_bytes)  # fmt: skip
+        if not ok:
+            print(
+                f"{_pid_prefix()} ValueError: Free memory on device cuda:{s.gpu.index} "
+                f"({_gib(free)}/{_gib(s.gpu.total_bytes)} GiB) on startup is less than desired GPU memory "
+                f"utilization ({self.args.gpu_memory_utilization}, {_gib(self.requested)} GiB). Decrease GPU memory "
+                "utilization or reduce GPU memory used by other processes.",
+                flush=True,
+            )
+            raise _Refused
+        self.snapshot_others = self.ledger.others(s.instance)
+        log("INFO", "gpu_worker.py", f"Free memory on device ({_gib(free)}/{_gib(s.gpu.total_bytes)} GiB) on startup")
+
+    def kv_cache(self, weights: int) -> int:
+        """KV cache size: fixed by --kv-cache-memory-bytes, else vLLM's profile."""
+        s = self.settings
+        if self.args.kv_cache_memory_bytes is not None:
+            kv = self.args.kv_cache_memory_bytes
+            log("INFO", "gpu_worker.py", f"Reserved {_gib(kv)} GiB memory for KV Cache as specified by "
+                "kv_cache_memory_bytes config and skipped memory profiling.")  # fmt: skip
+            return kv
+        # vLLM charges every change of device memory since its snapshot to itself.
+        others_growth = self.ledger.others(s.instance) - self.snapshot_others
+        kv = int(self.requested - weights - s.profile_bytes - others_growth)
+        log("INFO", "gpu_worker.py", f"Memory profiling: weights memory {_gib(weights)} GiB; torch peak and "
+            f"non-torch {_gib(s.profile_bytes)} GiB; non-torch forward increase memory {_gib(others_growth)} GiB "
+            "(other processes on the device)")  # fmt: skip
+        log("INFO", "gpu_worker.py", f"Available KV cache memory: {_gib(kv)} GiB")
+        if kv <= 0:
+            print(
+                f"{_pid_prefix()} ValueError: No available memory for the cache blocks. Try increasing "
+                "`gpu_memory_utilization` when initializing the engine.",
+                flush=True,
+            )
+            raise _Refused
+        return kv
+
+    def run(self) -> None:
+        s = self.settings
+        weights = s.weights_bytes if s.weights_bytes is not None else int(self.requested * 0.6)
+        self.at(0.3)
+        self.startup_check()
+        for step in range(1, 6):  # weights arrive over a sixth of the boot
+            self.at(0.3 + 0.03 * step)
+            self.claim(s.context_bytes + weights * step // 5)
+        self.at(0.5)
+        self.claim(s.context_bytes + weights + s.profile_bytes)  # the profile/warm-up peak
+        kv = self.kv_cache(weights)
+        self.at(0.55)
+        self.claim(weights + kv + s.overhead_bytes)
+        if s.kv_bytes_per_token:
+            tokens = kv // (16 * s.kv_bytes_per_token) * 16
+            log("INFO", "kv_cache_utils.py", f"GPU KV cache size: {tokens:,} tokens")
+        self.at(1.0)
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["serve"]:
         argv = argv[1:]
@@ -338,7 +443,6 @@ def main(argv: list[str]) -> int:
     log("INFO", "utils.py", f"non-default args: {' '.join(argv)}")
 
     ledger = Ledger(settings.ledger_dir, settings.gpu) if settings.ledger_dir else None
-    claimed = False
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
         raise _Stop
@@ -346,31 +450,16 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
+        log("INFO", "gpu_model_runner.py", f"Loading model {args.model} (simulated, {settings.load_s:.1f} s)")
         if ledger is not None:
-            total = settings.gpu.total_bytes
-            requested = total * args.gpu_memory_utilization
-            holds = settings.resident_bytes or int(requested)
-            ok, free = ledger.claim_if_free(settings.instance, args.served_model_name, int(requested), holds)
-            if not ok:
-                # vLLM V1, v1/worker/gpu_worker.py: init_device()
-                print(
-                    f"(EngineCore_DP0 pid={os.getpid()}) ValueError: Free memory on device cuda:{settings.gpu.index} "
-                    f"({_gib(free)}/{_gib(total)} GiB) on startup is less than desired GPU memory utilization "
-                    f"({args.gpu_memory_utilization}, {_gib(requested)} GiB). Decrease GPU memory utilization or "
-                    "reduce GPU memory used by other processes.",
-                    flush=True,
-                )
+            try:
+                Boot(args, settings, ledger).run()
+            except _Refused:
                 print("RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}",
                       flush=True)  # fmt: skip
                 return 1
-            claimed = True
-            log(
-                "INFO",
-                "gpu_worker.py",
-                f"GPU {settings.gpu.index}: {_gib(free)} GiB free at start, holding {_gib(holds)} GiB",
-            )
-        log("INFO", "gpu_model_runner.py", f"Loading model {args.model} (simulated, {settings.load_s:.1f} s)")
-        time.sleep(settings.load_s)
+        else:
+            time.sleep(settings.load_s)
         if settings.fail == "crash":
             print("RuntimeError: simulated engine crash (GSC_SIM_FAIL=crash)", flush=True)
             return 1
@@ -391,6 +480,6 @@ def main(argv: list[str]) -> int:
     except _Stop:
         log("INFO", "launcher.py", "Shutting down")
     finally:
-        if claimed and ledger is not None:
+        if ledger is not None:
             ledger.release(settings.instance)
     return 0

@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): measured numbers, written to bench/RESULTS.md."""

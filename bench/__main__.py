@@ -1,0 +1,27 @@
+"""`python -m bench [NAME ...]`: run the benchmarks, write bench/RESULTS.md."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from bench import boot
+from bench.common import write_results
+
+BENCHMARKS = {"boot": boot.run}
+
+
+def main(names: list[str]) -> int:
+    chosen = names or list(BENCHMARKS)
+    unknown = [n for n in chosen if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}", file=sys.stderr)
+        return 2
+    sections = [BENCHMARKS[name]() for name in chosen]
+    write_results(sections, time.strftime("%Y-%m-%d", time.gmtime()))
+    print("wrote bench/RESULTS.md")
+    return 0 if all(s.met is not False for s in sections) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

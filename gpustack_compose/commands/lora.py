@@ -1,0 +1,159 @@
+"""``lora add|remove``: change a model's adapters without editing by hand.
+
+Edits the stack file (validated in full before it is written), re-renders,
+and when the stack is running and the model has runtime loading on, loads or
+unloads the adapter in the running vLLM server (``/v1/load_lora_adapter``)
+and restarts only the proxy so that it routes the new name -- the base model
+keeps serving.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from docker.errors import DockerException
+
+from gpustack_compose.commands.common import Loaded, output_dir, rendered_files
+from gpustack_compose.console import Output
+from gpustack_compose.errors import EngineError, GscError
+from gpustack_compose.loader import parse_yaml, read_stack_text, validate_stack
+from gpustack_compose.planner import plan_stack
+from gpustack_compose.render import PROXY_SERVICE
+from gpustack_compose.runtime import compose, engine, session
+from gpustack_compose.runtime.state import DockerView
+from gpustack_compose.runtime.target import Target, existing_rehearsal, production
+from gpustack_compose.spec import ModelSpec, StackSpec
+from gpustack_compose.stack_edit import add_lora, remove_lora
+from gpustack_compose.vllm_args import MODEL_PORT, RUNTIME_ADAPTERS, adapter_location
+from gpustack_compose.writer import write
+
+
+def _relative_to_stack(stack_file: Path, path: Path) -> str:
+    relative = Path(os.path.relpath(path.resolve(), stack_file.resolve().parent)).as_posix()
+    return relative if relative.startswith("..") else f"./{relative}"
+
+
+def _apply(stack_file: Path, new_text: str, change: str, out: Path | None, output: Output) -> Loaded:
+    """Validate the edited stack as `render` would; only then write it and
+    render. Errors name the edited version (their lines are in it)."""
+    source = f"{stack_file} with {change}"
+    stack = validate_stack(parse_yaml(new_text, source), source, stack_file=stack_file)
+    loaded = Loaded(stack_file, stack, plan_stack(stack))
+    write(stack_file.parent, {stack_file.name: new_text})
+    output.file_status("update", stack_file.as_posix())
+    out_dir = output_dir(loaded, out)
+    for state in write(out_dir, rendered_files(loaded, out_dir)):
+        if state.status != "identical":
+            output.file_status(state.status, (out_dir / state.path).as_posix())
+    return loaded
+
+
+def _spec(stack: StackSpec, model: str) -> ModelSpec:
+    return next(m for m in stack.models if m.name == model)
+
+
+def run_add(
+    stack_file: Path, model: str, name: str, path: Path, out: Path | None, rehearsal: bool, output: Output
+) -> int:
+    text = read_stack_text(stack_file)
+    edited = add_lora(text, str(stack_file), model, name, _relative_to_stack(stack_file, path))
+    loaded = _apply(stack_file, edited, f"adapter {name!r} added", out, output)
+    spec = _spec(loaded.stack, model)
+    lora = next(lora for lora in spec.loras if lora.name == name)
+    body = {"lora_name": name, "lora_path": adapter_location(spec, lora)}
+    _live(loaded, out, rehearsal, model, name, "/v1/load_lora_adapter", body, output, adding=True)
+    return 0
+
+
+def run_remove(stack_file: Path, model: str, name: str, out: Path | None, rehearsal: bool, output: Output) -> int:
+    text = read_stack_text(stack_file)
+    loaded = _apply(
+        stack_file, remove_lora(text, str(stack_file), model, name), f"adapter {name!r} removed", out, output
+    )
+    _live(loaded, out, rehearsal, model, name, "/v1/unload_lora_adapter", {"lora_name": name}, output, adding=False)
+    return 0
+
+
+def _live(
+    loaded: Loaded,
+    out: Path | None,
+    rehearsal: bool,
+    model: str,
+    name: str,
+    endpoint: str,
+    body: dict[str, str],
+    output: Output,
+    *,
+    adding: bool,
+) -> None:
+    """Apply the change to the running stack, if it runs."""
+    out_dir = output_dir(loaded, out)
+    target = existing_rehearsal(loaded.stack, out_dir) if rehearsal else production(loaded.stack, out_dir)
+    client = engine.connect()
+    view = DockerView(client)
+    states = view.services(target.project)
+    service = loaded.plan.model(model).service
+    state = states.get(service)
+    if state is None or state.status != "running":
+        output.info(f"{target.project} is not running: the change takes effect at its next `up`")
+        return
+    spec = _spec(loaded.stack, model)
+    if spec.runtime_loras is None:
+        output.info(
+            f"{model} has no runtime loading (runtime_loras): `gpustack-compose up` restarts it with the change"
+        )
+        return
+    if adding and not body["lora_path"].startswith(f"{RUNTIME_ADAPTERS}/"):
+        output.info(
+            f"{name} is not inside {spec.runtime_loras.dir}, the folder the running server can see: "
+            f"`gpustack-compose up` restarts {model} with it"
+        )
+        return
+    status, reply = _post(client, state.container_id, endpoint, body)
+    if status != 200:
+        raise GscError(f"{model} refused {endpoint} for {name} (HTTP {status}): {reply.strip()[:300]}")
+    output.info(f"{model}: {reply.strip()}")
+    _refresh_proxy(loaded, target, view, name if adding else None, output)
+
+
+def _post(client: object, container_id: str, endpoint: str, body: dict[str, str]) -> tuple[int, str]:
+    """POST to the model server from inside its container (its port is not
+    published): curl is in the vLLM image and the simulator's."""
+    command = ["curl", "-sS", "-X", "POST", "-H", "Content-Type: application/json", "--data", json.dumps(body),
+               "-w", "\n%{http_code}", f"http://127.0.0.1:{MODEL_PORT}{endpoint}"]  # fmt: skip
+    try:
+        result = client.containers.get(container_id).exec_run(command)  # type: ignore[attr-defined]
+    except DockerException as exc:
+        raise EngineError(f"cannot reach the model server in {container_id[:12]}: {exc}") from None
+    text = result.output.decode("utf-8", errors="replace")
+    reply, _, code = text.rpartition("\n")
+    try:
+        return int(code), reply
+    except ValueError:
+        return 0, text
+
+
+def _refresh_proxy(loaded: Loaded, target: Target, view: DockerView, expect: str | None, output: Output) -> None:
+    """The proxy reads its config at start: restart it alone (the models keep
+    serving), then wait until it routes every name again."""
+    result = compose.run(
+        ["--project-directory", str(target.project_dir), "restart", PROXY_SERVICE],
+        project=target.project,
+        files=target.files,
+        env=target.env,
+        timeout=300,
+    )
+    if result.code != 0:
+        raise EngineError(f"restarting the proxy failed: {result.stderr.strip()[-300:]}")
+    if target.master_key is None:
+        output.info("proxy restarted (no master key here to check its routes)")
+        return
+    proxy = session.proxy_client(view, target.project, target.master_key)
+    try:
+        waited = proxy.wait_ready(session.served_names(loaded.stack), timeout_s=180)
+    finally:
+        proxy.close()
+    what = f"routes {expect}" if expect else "routes the remaining names"
+    output.info(f"proxy restarted and {what} ({waited:.1f} s); the base model kept serving")
