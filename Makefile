@@ -7,7 +7,7 @@ STACKS := $(sort $(wildcard stacks/*.yaml))
 STACK ?= stacks/h100-idp.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help install example test lint fmt render check golden images rehearse up status down bench lock clean
+.PHONY: help install example test lint fmt render check schema dist golden images rehearse up status down bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -35,11 +35,19 @@ fmt: install ## apply ruff's formatting and fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-render: install ## render every stack in stacks/ into compose/
+render: install ## render every stack in stacks/ into compose/ (and the GitOps example's)
 	@for s in $(STACKS); do $(PY) -m gpustack_compose render $$s || exit 1; done
+	cd examples/gitops && ../../$(PY) -m gpustack_compose render stacks/idp.yaml
 
 check: install ## fail (exit 3) if any committed compose/ output is stale
-	@for s in $(STACKS); do $(PY) -m gpustack_compose check $$s || exit 1; done
+	$(PY) -m gpustack_compose check $(STACKS)
+	cd examples/gitops && ../../$(PY) -m gpustack_compose check
+
+schema: install ## regenerate schema/stack.schema.json from the spec model
+	$(PY) -m gpustack_compose schema -o schema/stack.schema.json
+
+dist: install ## build the wheel and sdist into dist/ (templates and image contexts inside)
+	$(PY) -m build --outdir dist .
 
 golden: install ## regenerate tests/golden/*/expected with the tool itself
 	@for d in tests/golden/*/; do \

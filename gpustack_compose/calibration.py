@@ -90,3 +90,10 @@ COLD_BOOT_S_PER_WEIGHT_GIB = 2.45
 # together twice with it). vLLM 0.11.0 is the first release that has it;
 # images whose tag names an older release get the fraction-only form.
 KV_CACHE_BYTES_SINCE = (0, 11, 0)
+
+# Tensor parallelism: NCCL communicators and vLLM's custom all-reduce buffers
+# sit outside PyTorch's allocator on every card. Not measured here (the H100
+# runs were single-card); NCCL's default buffers are 4 MiB per channel per peer
+# (NCCL_BUFFSIZE) over up to 32 channels, plus the all-reduce IPC buffers: plan
+# half a GiB per card, on the safe side.
+TENSOR_PARALLEL_NON_TORCH = gib(0.5)

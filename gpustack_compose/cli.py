@@ -18,13 +18,16 @@ import click
 
 from gpustack_compose import __version__
 from gpustack_compose.commands import check as check_cmd
+from gpustack_compose.commands import diff as diff_cmd
 from gpustack_compose.commands import down as down_cmd
 from gpustack_compose.commands import images as images_cmd
+from gpustack_compose.commands import init as init_cmd
 from gpustack_compose.commands import logs as logs_cmd
 from gpustack_compose.commands import lora as lora_cmd
 from gpustack_compose.commands import plan as plan_cmd
 from gpustack_compose.commands import rehearse as rehearse_cmd
 from gpustack_compose.commands import render as render_cmd
+from gpustack_compose.commands import schema as schema_cmd
 from gpustack_compose.commands import smoke as smoke_cmd
 from gpustack_compose.commands import status as status_cmd
 from gpustack_compose.commands import up as up_cmd
@@ -95,7 +98,7 @@ def main() -> None:
 @STACK
 @OUT
 def render(stack: Path, out: Path | None) -> None:
-    """Write docker-compose.yml, litellm/config.yaml, .env.example and PLAN.md.
+    """Write docker-compose.yml, litellm/config.yaml, .env.example, PLAN.md and vram.svg.
 
     \b
     Example:
@@ -107,27 +110,113 @@ def render(stack: Path, out: Path | None) -> None:
 @main.command()
 @STACK
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan(stack: Path, as_json: bool) -> None:
-    """Print the VRAM plan; exit 1 if the stack does not fit.
+@click.option(
+    "--svg",
+    "svg",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also draw the plan as an SVG picture into this file ('-' for stdout).",
+)
+def plan(stack: Path, as_json: bool, svg: Path | None) -> None:
+    """Print the VRAM plan and each GPU's boot chain; exit 1 if the stack does not fit.
 
     \b
     Example:
       gpustack-compose plan stacks/h100-idp.yaml --json
+      gpustack-compose plan stacks/h100-idp.yaml --svg vram.svg
     """
-    _guard(lambda output: plan_cmd.run(stack, as_json, output))
+    _guard(lambda output: plan_cmd.run(stack, as_json, output, svg))
+
+
+@main.command()
+@click.argument("stacks", nargs=-1, type=click.Path(path_type=Path, dir_okay=True, exists=False))
+@OUT
+def check(stacks: tuple[Path, ...], out: Path | None) -> None:
+    """Exit 3 with a diff if the rendered files of STACKS are stale.
+
+    With no STACKS, every stack file in stacks/ is checked (the pre-commit
+    hook passes the changed ones).
+
+    \b
+    Example:
+      gpustack-compose check stacks/h100-idp.yaml
+      gpustack-compose check
+    """
+    _guard(lambda output: check_cmd.run(stacks, out, output))
 
 
 @main.command()
 @STACK
 @OUT
-def check(stack: Path, out: Path | None) -> None:
-    """Exit 3 with a diff if the rendered files are stale.
+def diff(stack: Path, out: Path | None) -> None:
+    """Show what a render would change: a per-service summary, then the diff.
+
+    Writes nothing and exits 0 (use check to fail on drift); the text is what
+    a reviewer wants in a pull-request comment.
 
     \b
     Example:
-      gpustack-compose check stacks/h100-idp.yaml
+      gpustack-compose diff stacks/h100-idp.yaml > pr-comment.md
     """
-    _guard(lambda output: check_cmd.run(stack, out, output))
+    _guard(lambda output: diff_cmd.run(stack, out, output))
+
+
+@main.command()
+@click.option(
+    "-o", "--output", "out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+    help="Write the schema to this file instead of stdout.",
+)  # fmt: skip
+def schema(out: Path | None) -> None:
+    """Print the JSON Schema of the stack file (for editors and CI).
+
+    \b
+    Example:
+      gpustack-compose schema -o schema/stack.schema.json
+    Then start a stack file with:
+      # yaml-language-server: $schema=../schema/stack.schema.json
+    """
+    _guard(lambda output: schema_cmd.run(out, output))
+
+
+@main.command()
+@click.option("--name", default="stack", show_default=True, help="Stack (compose project) name.")
+@click.option("--gpu", "gpus", multiple=True, help="A GPU type, or NxTYPE (repeatable); default: ask nvidia-smi.")
+@click.option("--model", "models", multiple=True, help="Hugging Face repo id from the catalog (repeatable).")
+@click.option("--max-model-len", type=click.IntRange(min=16), default=8192, show_default=True,
+              help="Longest sequence per model (capped at each model's context).")  # fmt: skip
+@click.option(
+    "-o", "--output", "out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+    help="Stack file to write (default: stacks/<name>.yaml).",
+)  # fmt: skip
+@click.option("--force", is_flag=True, help="Replace an existing file.")
+def init(
+    name: str, gpus: tuple[str, ...], models: tuple[str, ...], max_model_len: int, out: Path | None, force: bool
+) -> None:
+    """Start a stack file: the planner proposes the split, written with comments.
+
+    \b
+    Example:
+      gpustack-compose init --name idp --gpu H100-80GB \\
+        --model Qwen/Qwen2.5-14B-Instruct --model PaddlePaddle/PaddleOCR-VL
+      gpustack-compose init --name fleet --model meta-llama/Llama-3.1-8B-Instruct   # GPUs from nvidia-smi
+    """
+    _guard(lambda output: init_cmd.run(name, gpus, models, out, max_model_len, force, output))
+
+
+@main.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script (click's own).
+
+    \b
+    Example:
+      eval "$(gpustack-compose completion bash)"        # in ~/.bashrc
+      gpustack-compose completion fish > ~/.config/fish/completions/gpustack-compose.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    completer = get_completion_class(shell)
+    assert completer is not None  # the three choices are click's built-ins
+    click.echo(completer(main, {}, "gpustack-compose", "_GPUSTACK_COMPOSE_COMPLETE").source(), nl=False)
 
 
 @main.command()
@@ -312,6 +401,10 @@ def lora_add(stack: Path, model: str, name: str, path: Path, out: Path | None, r
     Updates the stack file and the rendered files; if the stack is running and
     MODEL has runtime_loras with PATH inside its folder, loads the adapter into
     the running server and restarts only the proxy.
+
+    \b
+    Example:
+      gpustack-compose lora add stacks/h100-idp.yaml qwen2.5-14b invoices adapters/invoices
     """
     _guard(lambda output: lora_cmd.run_add(stack, model, name, path, out, rehearsal, output))
 
@@ -323,5 +416,10 @@ def lora_add(stack: Path, model: str, name: str, path: Path, out: Path | None, r
 @OUT
 @REHEARSAL
 def lora_remove(stack: Path, model: str, name: str, out: Path | None, rehearsal: bool) -> None:
-    """Stop serving adapter NAME from MODEL (unloads it from a running server)."""
+    """Stop serving adapter NAME from MODEL (unloads it from a running server).
+
+    \b
+    Example:
+      gpustack-compose lora remove stacks/h100-idp.yaml qwen2.5-14b invoices
+    """
     _guard(lambda output: lora_cmd.run_remove(stack, model, name, out, rehearsal, output))

@@ -18,7 +18,15 @@ from pydantic import BaseModel, ValidationError
 
 from gpustack_compose.adapters import check_adapters
 from gpustack_compose.errors import SpecError
-from gpustack_compose.spec import StackRuleError, StackSpec, check_stack, format_path
+from gpustack_compose.spec import (
+    UNION_TAGS,
+    GpuSetSpec,
+    GpuSpec,
+    StackRuleError,
+    StackSpec,
+    check_stack,
+    format_path,
+)
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_NODES = 100_000
@@ -176,10 +184,12 @@ def _where(loaded: LoadedYaml, source: str, path: Path_, *, key: bool = False) -
 
 def _rewrite(exc: ValidationError, loaded: LoadedYaml, source: str) -> SpecError:
     errors = exc.errors(include_url=False)
-    first = errors[0]
-    path: Path_ = tuple(part for part in first["loc"] if isinstance(part, (str, int)))
+    # A misspelt key also leaves a required one missing: name the cause.
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    tagged: Path_ = tuple(part for part in first["loc"] if isinstance(part, (str, int)))
+    path: Path_ = tuple(part for part in tagged if part not in UNION_TAGS)
     kind = first["type"]
-    message = _message(kind, first, path)
+    message = _message(kind, first, tagged)
     more = len(errors) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     where = _where(loaded, source, path, key=kind == "extra_forbidden")
@@ -215,7 +225,7 @@ def _message(kind: str, error: Any, path: Path_) -> str:
     if kind == "missing":
         return "is required"
     if kind == "extra_forbidden":
-        return f"unknown key{_suggest(path)}"
+        return f"unknown key{_suggest(path)}"  # path still has the union tags
     if kind in ("int_type", "int_parsing", "int_from_float"):
         return f"expected an integer, got {_value(value)}"
     if kind in ("float_type", "float_parsing"):
@@ -243,6 +253,9 @@ def _message(kind: str, error: Any, path: Path_) -> str:
     return f"{_value(value)}: {_one_line(error['msg'])}"
 
 
+_UNION_BRANCHES: dict[str | int, type[BaseModel]] = {"gpu-set": GpuSetSpec, "gpu-list": GpuSpec}
+
+
 def _suggest(path: Path_) -> str:
     """' (did you mean max_model_len?)' for a misspelt key, using the model's fields."""
     model: type[BaseModel] | None = StackSpec
@@ -250,6 +263,9 @@ def _suggest(path: Path_) -> str:
         if model is None:
             return ""
         if isinstance(part, int):
+            continue
+        if part in UNION_TAGS:  # which branch of a union the value was read as
+            model = _UNION_BRANCHES.get(part, model)
             continue
         field = model.model_fields.get(part)
         if field is None:

@@ -11,6 +11,10 @@ their sources are in ``calibration``. The checks, in the order a user meets them
    than desired GPU memory utilization");
 4. under load, every server's share plus what sits outside it (CUDA context,
    cuBLAS, CUDA graphs) must fit the card.
+
+Models without ``gpu:`` are placed first (see ``placement``); a model on
+several GPUs is tensor parallel, planned per card with its shard of the weights
+and KV heads, the same fraction on each card.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gpustack_compose import calibration as cal
 from gpustack_compose.catalog import ModelArch, find_gpu, find_model
 from gpustack_compose.errors import PlanError
-from gpustack_compose.spec import GpuSpec, ModelSpec, StackSpec, service_name
+from gpustack_compose.placement import Card, Demand, place
+from gpustack_compose.spec import GpuSpec, ModelSpec, StackSpec, model_gpus, service_name
 from gpustack_compose.units import GiB, ceil_to, floor_to, fmt_fraction, fmt_gib, gib
 
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
@@ -47,9 +53,11 @@ class ModelPlan:
     name: str
     service: str
     stack_index: int
-    gpu: int
-    boot_position: int
-    after: str | None  # service it waits for on its GPU chain
+    gpu: int  # the card this plan describes (its first card, in Plan.models)
+    gpus: tuple[int, ...]  # every card it runs on: tensor parallel when more than one
+    placed: bool  # chosen by the planner (no gpu: in the stack file)
+    boot_position: int  # on this card's chain
+    after: tuple[str, ...]  # services it waits for: its predecessor on each of its cards
     fraction: float
     fraction_source: str  # "fraction" | "size" | "auto"
     share_bytes: int  # ceil(fraction x total): what vLLM requests
@@ -86,6 +94,20 @@ class ModelPlan:
         return self.weights_bytes + self.activation_bytes + self.non_torch_bytes + self.lora_bytes
 
     @property
+    def tensor_parallel(self) -> int:
+        return len(self.gpus)
+
+    @property
+    def gpu_label(self) -> str:
+        """``0``, or ``0,1`` for a model tensor parallel over two cards (the
+        value of the gpustack-compose.gpu label)."""
+        return ",".join(str(i) for i in self.gpus)
+
+    @property
+    def outside_share_bytes(self) -> int:
+        return self.peak_bytes - self.share_bytes
+
+    @property
     def max_concurrency(self) -> float:
         """Full-length sequences the KV cache holds: vLLM's "Maximum concurrency"."""
         return self.kv_tokens / self.max_model_len
@@ -103,6 +125,11 @@ class GpuPlan:
     @property
     def fraction_sum(self) -> float:
         return sum(m.fraction for m in self.models)
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        """Model names in boot order on this card."""
+        return tuple(m.name for m in self.models)
 
     @property
     def peak_bytes(self) -> int:
@@ -125,6 +152,21 @@ class Plan:
     def model(self, name: str) -> ModelPlan:
         return next(m for m in self.models if m.name == name)
 
+    def by_service(self, service: str) -> ModelPlan:
+        return next(m for m in self.models if m.service == service)
+
+    def gpu(self, index: int) -> GpuPlan:
+        return next(g for g in self.gpus if g.index == index)
+
+    def boot_ordered(self) -> tuple[ModelPlan, ...]:
+        """Every model once, GPU by GPU in chain order; a tensor-parallel model
+        where it first appears."""
+        seen: dict[str, ModelPlan] = {}
+        for gpu in self.gpus:
+            for m in gpu.models:
+                seen.setdefault(m.name, self.model(m.name))
+        return tuple(seen.values())
+
 
 @dataclass(frozen=True)
 class _Need:
@@ -134,7 +176,7 @@ class _Need:
     stack_index: int
     arch: ModelArch
     quantization: str | None
-    gpu: int
+    tensor_parallel: int
     max_model_len: int
     max_num_seqs: int
     max_num_batched_tokens: int
@@ -149,8 +191,12 @@ class _Need:
     kv_note: str | None
 
     @property
+    def non_torch_bytes(self) -> int:
+        return cal.NON_TORCH_INCREASE + (cal.TENSOR_PARALLEL_NON_TORCH if self.tensor_parallel > 1 else 0)
+
+    @property
     def non_kv_bytes(self) -> int:
-        return self.weights_bytes + self.activation_bytes + cal.NON_TORCH_INCREASE + self.lora_bytes
+        return self.weights_bytes + self.activation_bytes + self.non_torch_bytes + self.lora_bytes
 
     def kv_bytes_for(self, tokens: int) -> int:
         blocks = math.ceil(tokens / cal.KV_BLOCK_TOKENS)
@@ -198,19 +244,26 @@ def arch_of(model: ModelSpec) -> tuple[ModelArch, str | None]:
     return entry.arch, implied_quantization
 
 
-def weights_bytes(arch: ModelArch, dtype_bytes: int, quantization: str | None) -> int:
-    """Weights as vLLM's "Model loading took" reports them.
+def weights_bytes(arch: ModelArch, dtype_bytes: int, quantization: str | None, tensor_parallel: int = 1) -> int:
+    """Weights as vLLM's "Model loading took" reports them, per card.
 
-    Quantized checkpoints keep embeddings, LM head and vision tower in 16 bits."""
+    Quantized checkpoints keep embeddings, LM head and vision tower in 16 bits.
+    Tensor parallelism shards every linear layer, the vocabulary embedding and
+    the LM head (vLLM's Column/RowParallelLinear, VocabParallelEmbedding), so a
+    card holds 1/tp of them; norms are replicated but negligible."""
     if quantization is None:
-        return arch.params * dtype_bytes + cal.WEIGHTS_LOAD_OVERHEAD
-    kept = arch.embedding_params + (arch.vision.params if arch.vision else 0)
-    quantized = max(0, arch.params - kept)
-    bits = QUANTIZED_WEIGHT_BITS[quantization]
-    return math.ceil(quantized * bits / 8) + kept * 2 + cal.WEIGHTS_LOAD_OVERHEAD
+        full = arch.params * dtype_bytes
+    else:
+        kept = arch.embedding_params + (arch.vision.params if arch.vision else 0)
+        quantized = max(0, arch.params - kept)
+        bits = QUANTIZED_WEIGHT_BITS[quantization]
+        full = math.ceil(quantized * bits / 8) + kept * 2
+    return math.ceil(full / tensor_parallel) + cal.WEIGHTS_LOAD_OVERHEAD
 
 
-def activation_peak(arch: ModelArch, tokens: int, max_num_seqs: int, act_bytes: int, eager: bool) -> int:
+def activation_peak(
+    arch: ModelArch, tokens: int, max_num_seqs: int, act_bytes: int, eager: bool, tensor_parallel: int = 1
+) -> int:
     """Peak of vLLM's profiling run, the memory it keeps out of the KV cache.
 
     A forward pass of ``tokens`` tokens holds, per token, the MLP's gate+up
@@ -219,19 +272,23 @@ def activation_peak(arch: ModelArch, tokens: int, max_num_seqs: int, act_bytes: 
     dtype bytes. Vision models also profile their encoder, on merge^2 patches per
     LLM token. The sampler's dummy run adds float32 logits for max_num_seqs
     sequences. See calibration.COLD_COMPILE_EXTRA for the cold-boot term.
+
+    Under tensor parallelism each card computes 1/tp of the MLP; the hidden
+    size buffers and the gathered logits are full size on every card.
     """
-    text = tokens * (3 * arch.intermediate_size + 4 * arch.hidden_size) * act_bytes
+    mlp = math.ceil(3 * arch.intermediate_size / tensor_parallel)
+    text = tokens * (mlp + 4 * arch.hidden_size) * act_bytes
     vision = 0
     if arch.vision is not None:
         v = arch.vision
         patches = tokens * v.spatial_merge**2
-        vision = patches * (3 * v.intermediate_size + 4 * v.hidden_size) * act_bytes
+        vision = patches * (math.ceil(3 * v.intermediate_size / tensor_parallel) + 4 * v.hidden_size) * act_bytes
     sampler = max_num_seqs * arch.vocab_size * cal.SAMPLER_LOGIT_BYTES
     cold = 0 if eager else cal.COLD_COMPILE_EXTRA
     return max(text, vision) + sampler + cold
 
 
-def lora_slot_bytes(arch: ModelArch, max_loras: int, max_rank: int, dtype_bytes: int) -> int:
+def lora_slot_bytes(arch: ModelArch, max_loras: int, max_rank: int, dtype_bytes: int, tensor_parallel: int = 1) -> int:
     """GPU memory vLLM preallocates for LoRA slots when the server starts.
 
     Every wrapped linear layer holds A (rank x in) and B (out x rank) for each of
@@ -239,18 +296,40 @@ def lora_slot_bytes(arch: ModelArch, max_loras: int, max_rank: int, dtype_bytes:
     ``lora/layers``: ``create_lora_weights``), whatever the adapters' own
     ranks. Per decoder layer the wrapped projections are q, k, v, o, gate, up
     and down, so the in+out sum is 7H + 2q + 2kv + 3I.
+
+    Under tensor parallelism the A matrices of column-parallel layers (q, k, v,
+    gate, up: 5H) and the B matrices of row-parallel ones (o, down: 2H) are
+    whole on every card; the rest (2q + 2kv + 3I) is sharded.
     """
     q = arch.num_attention_heads * arch.head_dim
     kv = arch.num_kv_heads * arch.head_dim
     h, i = arch.hidden_size, arch.intermediate_size
-    per_layer = 7 * h + 2 * q + 2 * kv + 3 * i
+    per_layer = 7 * h + math.ceil((2 * q + 2 * kv + 3 * i) / tensor_parallel)
     return arch.num_layers * per_layer * max_loras * max_rank * dtype_bytes
 
 
-def kv_bytes_per_token(arch: ModelArch, model_dtype_bytes: int, kv_cache_dtype: str) -> int:
-    """2 (K and V) x layers x KV heads x head dim x dtype bytes (DESIGN §4)."""
+def kv_bytes_per_token(arch: ModelArch, model_dtype_bytes: int, kv_cache_dtype: str, tensor_parallel: int = 1) -> int:
+    """2 (K and V) x layers x KV heads x head dim x dtype bytes (DESIGN §4), per
+    card: tensor parallelism gives each card kv_heads / tp heads, or one
+    replicated head when tp exceeds them (vLLM's QKVParallelLinear)."""
     dtype_bytes = KV_DTYPE_BYTES.get(kv_cache_dtype, model_dtype_bytes)
-    return 2 * arch.num_layers * arch.num_kv_heads * arch.head_dim * dtype_bytes
+    heads = max(1, arch.num_kv_heads // tensor_parallel)
+    return 2 * arch.num_layers * heads * arch.head_dim * dtype_bytes
+
+
+def check_tensor_parallel(arch: ModelArch, tensor_parallel: int) -> str | None:
+    """vLLM's own refusals for a TP size, as one message; None when it is fine."""
+    if arch.num_attention_heads % tensor_parallel:
+        # vLLM: "Total number of attention heads (28) must be divisible by
+        # tensor parallel size (3)."
+        return (
+            f"total number of attention heads ({arch.num_attention_heads}) must be divisible by tensor parallel "
+            f"size ({tensor_parallel}), as vLLM requires"
+        )
+    kv = arch.num_kv_heads
+    if kv % tensor_parallel and tensor_parallel % kv:
+        return f"its {kv} KV heads cannot be split over {tensor_parallel} cards (vLLM needs one to divide the other)"
+    return None
 
 
 _IMAGE_VERSION = re.compile(r":v?(\d+)\.(\d+)(?:\.(\d+))?")
@@ -281,8 +360,13 @@ def _kv_mode(model: ModelSpec, image: str) -> tuple[bool, str | None]:
     return True, None
 
 
-def _resolve(model: ModelSpec, stack_index: int, gpu: int, image: str) -> _Need:
+def _resolve(model: ModelSpec, stack_index: int, image: str) -> _Need:
     arch, implied_quantization = arch_of(model)
+    tensor_parallel = max(1, len(model_gpus(model)))
+    if tensor_parallel > 1:
+        refusal = check_tensor_parallel(arch, tensor_parallel)
+        if refusal:
+            raise PlanError(f"models[{stack_index}].gpu: {model.name} over {tensor_parallel} GPUs: {refusal}")
     quantization = model.quantization or implied_quantization
     dtype = arch.dtype if model.dtype == "auto" else model.dtype
     dtype_bytes = DTYPE_BYTES[dtype]
@@ -306,25 +390,25 @@ def _resolve(model: ModelSpec, stack_index: int, gpu: int, image: str) -> _Need:
     default_slots = 4 if model.runtime_loras is not None else min(len(model.loras), 4)
     max_loras = (model.max_loras or default_slots) if serves_loras else 0
     max_cpu_loras = (model.max_cpu_loras or max_loras) if serves_loras else 0
-    lora = lora_slot_bytes(arch, max_loras, model.max_lora_rank, dtype_bytes) if serves_loras else 0
+    lora = lora_slot_bytes(arch, max_loras, model.max_lora_rank, dtype_bytes, tensor_parallel) if serves_loras else 0
     exact_kv, kv_note = _kv_mode(model, image)
     return _Need(
         spec=model,
         stack_index=stack_index,
         arch=arch,
         quantization=quantization,
-        gpu=gpu,
+        tensor_parallel=tensor_parallel,
         max_model_len=max_model_len,
         max_num_seqs=max_num_seqs,
         max_num_batched_tokens=batched,
-        weights_bytes=weights_bytes(arch, dtype_bytes, quantization),
-        activation_bytes=activation_peak(arch, batched, max_num_seqs, act_bytes, model.enforce_eager),
+        weights_bytes=weights_bytes(arch, dtype_bytes, quantization, tensor_parallel),
+        activation_bytes=activation_peak(arch, batched, max_num_seqs, act_bytes, model.enforce_eager, tensor_parallel),
         lora_bytes=lora,
         max_loras=max_loras,
         max_cpu_loras=max_cpu_loras,
         exact_kv=exact_kv,
         kv_note=kv_note,
-        kv_bytes_per_token=kv_bytes_per_token(arch, dtype_bytes, model.kv_cache_dtype),
+        kv_bytes_per_token=kv_bytes_per_token(arch, dtype_bytes, model.kv_cache_dtype, tensor_parallel),
         outside_share_bytes=cal.CUDA_CONTEXT + (0 if model.enforce_eager else cal.CUDA_GRAPHS),
     )
 
@@ -341,30 +425,91 @@ def gpu_total(gpu: GpuSpec) -> tuple[int, str]:
     return gpu_type.cuda_total_bytes, gpu_type.name
 
 
-def plan_stack(stack: StackSpec, *, enforce: bool = True) -> Plan:
-    """The checked VRAM plan of a stack. Raises PlanError when it does not fit,
-    unless ``enforce`` is off: then the plan records the violations and goes on
-    (only for rehearsing what the engine does with a split that does not fit)."""
-    violations: list[str] | None = None if enforce else []
-    needs: list[_Need] = []
-    for index, model in enumerate(stack.models):
-        placed = model.gpu if model.gpu is not None else stack.gpus[0].index
-        needs.append(_resolve(model, index, placed, model.image or stack.images.vllm))
+@dataclass(frozen=True)
+class _Card:
+    index: int
+    label: str
+    total: int
+    reserve: int
+    boot: str
 
-    gpu_plans: list[GpuPlan] = []
-    by_name: dict[str, ModelPlan] = {}
-    for gpu in stack.gpus:
+
+def _cards(stack: StackSpec) -> list[_Card]:
+    cards = []
+    for gpu in stack.cards:
         total, label = gpu_total(gpu)
         if total < cal.MIN_GPU_BYTES:
             raise PlanError(f"GPU {gpu.index}: {fmt_gib(total)} is too small to serve a model")
         reserve = gib(gpu.reserve_gib) if gpu.reserve_gib is not None else cal.DEFAULT_RESERVE
         if reserve >= total:
             raise PlanError(f"GPU {gpu.index}: the reserve {fmt_gib(reserve)} leaves nothing of {fmt_gib(total)}")
-        on_gpu = [n for n in needs if n.gpu == gpu.index]
-        models = _plan_gpu(gpu.index, label, total, reserve, on_gpu, violations, gpu.boot)
-        gpu_plans.append(GpuPlan(gpu.index, label, total, reserve, tuple(models), gpu.boot))
-        by_name.update({m.name: m for m in models})
-    ordered = tuple(by_name[m.name] for m in stack.models)
+        cards.append(_Card(gpu.index, label, total, reserve, gpu.boot))
+    return cards
+
+
+def _demand(need: _Need) -> Demand:
+    memory = need.spec.memory
+    return Demand(
+        name=need.spec.name,
+        label=model_label(need),
+        pinned=model_gpus(need.spec),
+        outside_bytes=need.outside_share_bytes,
+        fraction=memory.fraction if memory.kind == "fraction" else None,
+        size_bytes=memory.size_bytes if memory.kind == "size" else None,
+        target_bytes=need.target_bytes,
+        floor_bytes=need.floor_bytes,
+    )
+
+
+def _check_identical_cards(need: _Need, gpus: tuple[int, ...], cards: dict[int, _Card]) -> None:
+    if len({cards[i].total for i in gpus}) > 1:
+        listed = ", ".join(f"{i} ({cards[i].label}, {fmt_gib(cards[i].total)})" for i in gpus)
+        raise PlanError(
+            f"models[{need.stack_index}].gpu: {need.spec.name} is tensor parallel over GPUs {listed}: vLLM gives "
+            "every card the same fraction and the same shard, so the cards must be identical"
+        )
+
+
+def plan_stack(stack: StackSpec, *, enforce: bool = True) -> Plan:
+    """The checked VRAM plan of a stack. Raises PlanError when it does not fit,
+    unless ``enforce`` is off: then the plan records the violations and goes on
+    (only for rehearsing what the engine does with a split that does not fit)."""
+    violations: list[str] | None = None if enforce else []
+    cards = _cards(stack)
+    by_index = {c.index: c for c in cards}
+    needs = [_resolve(model, index, model.image or stack.images.vllm) for index, model in enumerate(stack.models)]
+    placement = place([_demand(n) for n in needs], [Card(c.index, c.total, c.reserve) for c in cards])
+    for need in needs:
+        _check_identical_cards(need, placement[need.spec.name], by_index)
+    on_card = {c.index: [n for n in needs if c.index in placement[n.spec.name]] for c in cards}
+
+    # A tensor-parallel model has one fraction on all its cards: the smallest
+    # auto split any of them gives it, fixed before the others are split again.
+    fixed: dict[str, tuple[float, str]] = {}
+    for need in needs:
+        gpus = placement[need.spec.name]
+        if len(gpus) > 1 and need.spec.memory.kind == "auto":
+            fixed[need.spec.name] = min(
+                (_fractions(by_index[i], on_card[i], {})[need.spec.name] for i in gpus), key=lambda f: f[0]
+            )
+
+    per_card: dict[int, list[ModelPlan]] = {}
+    for card in cards:
+        fractions = _fractions(card, on_card[card.index], fixed)
+        per_card[card.index] = _plan_gpu(card, on_card[card.index], fractions, placement, violations)
+
+    # Each model waits for its predecessor on every card it runs on.
+    after: dict[str, list[str]] = {n.spec.name: [] for n in needs}
+    for card_models in per_card.values():
+        for m in card_models:
+            after[m.name] += [a for a in m.after if a not in after[m.name]]
+    gpu_plans = []
+    first_card: dict[str, ModelPlan] = {}
+    for card in cards:
+        models = tuple(dataclasses.replace(m, after=tuple(after[m.name])) for m in per_card[card.index])
+        gpu_plans.append(GpuPlan(card.index, card.label, card.total, card.reserve, models, card.boot))
+        first_card.update({m.name: m for m in models if m.gpu == m.gpus[0]})
+    ordered = tuple(first_card[m.name] for m in stack.models)
     return Plan(stack.name, tuple(gpu_plans), ordered, tuple(violations or ()))
 
 
@@ -374,12 +519,18 @@ def _fail(violations: list[str] | None, message: str) -> None:
     violations.append(message)
 
 
-def _fractions(gpu: int, label: str, total: int, reserve: int, needs: list[_Need]) -> dict[str, tuple[float, str]]:
-    """The fraction of every model on a GPU: given, from a size, or auto."""
+def _fractions(
+    card: _Card, needs: Sequence[_Need], fixed: dict[str, tuple[float, str]]
+) -> dict[str, tuple[float, str]]:
+    """The fraction of every model on a GPU: given, from a size, fixed by a
+    tensor-parallel model's other cards, or auto."""
+    gpu, label, total, reserve = card.index, card.label, card.total, card.reserve
     chosen: dict[str, tuple[float, str]] = {}
     for need in needs:
         memory = need.spec.memory
-        if memory.kind == "fraction":
+        if need.spec.name in fixed:
+            chosen[need.spec.name] = fixed[need.spec.name]
+        elif memory.kind == "fraction":
             chosen[need.spec.name] = (memory.fraction, "fraction")
         elif memory.kind == "size":
             fraction = ceil_to(memory.size_bytes / total, cal.FRACTION_STEP)
@@ -390,7 +541,7 @@ def _fractions(gpu: int, label: str, total: int, reserve: int, needs: list[_Need
                 )
             chosen[need.spec.name] = (fraction, "size")
 
-    auto = [n for n in needs if n.spec.memory.kind == "auto"]
+    auto = [n for n in needs if n.spec.name not in chosen]
     if not auto:
         return chosen
     taken = sum(math.ceil(f * total) for f, _ in chosen.values())
@@ -420,17 +571,16 @@ def _fractions(gpu: int, label: str, total: int, reserve: int, needs: list[_Need
 
 
 def _plan_gpu(
-    gpu: int,
-    label: str,
-    total: int,
-    reserve: int,
+    card: _Card,
     needs: list[_Need],
+    fractions: dict[str, tuple[float, str]],
+    placement: dict[str, tuple[int, ...]],
     violations: list[str] | None,
-    boot: str = "sequential",
 ) -> list[ModelPlan]:
     if not needs:
         return []
-    parallel = boot == "parallel"
+    gpu, label, total, reserve = card.index, card.label, card.total, card.reserve
+    parallel = card.boot == "parallel"
     if parallel:
         profiled = [n for n in needs if not n.exact_kv]
         if profiled:
@@ -441,7 +591,6 @@ def _plan_gpu(
                 f"that profile together charge each other's memory to themselves (one dies with negative KV "
                 f"or another takes too much). {reasons}. Use kv_cache: exact with vLLM 0.11+, or boot: sequential",
             )
-    fractions = _fractions(gpu, label, total, reserve, needs)
 
     # Check 1: the fractions and the reserve fit the card.
     fraction_sum = sum(f for f, _ in fractions.values())
@@ -484,7 +633,7 @@ def _plan_gpu(
                 f"{need.max_model_len}, {fmt_gib(needed)} of KV cache is needed, but fraction "
                 f"{fmt_fraction(fraction)} leaves {fmt_gib(max(0, room))} ({fmt_gib(share)} share - "
                 f"{fmt_gib(need.weights_bytes)} weights - {fmt_gib(need.activation_bytes)} activation peak - "
-                f"{fmt_gib(cal.NON_TORCH_INCREASE)} non-torch"
+                f"{fmt_gib(need.non_torch_bytes)} non-torch"
                 + (f" - {fmt_gib(need.lora_bytes)} LoRA slots" if need.lora_bytes else "")
                 + f"); raise memory to at least {fmt_fraction(min_fraction)}"
                 + (f" or lower max_model_len to {longest}" if longest >= 16 else ""),
@@ -517,14 +666,16 @@ def _plan_gpu(
                 service=service_name(name),
                 stack_index=need.stack_index,
                 gpu=gpu,
+                gpus=placement[name],
+                placed=need.spec.gpu is None,
                 boot_position=1 if parallel else position,
-                after=None if parallel else previous,
+                after=() if parallel or previous is None else (previous,),
                 fraction=fraction,
                 fraction_source=source,
                 share_bytes=share,
                 weights_bytes=need.weights_bytes,
                 activation_bytes=need.activation_bytes,
-                non_torch_bytes=cal.NON_TORCH_INCREASE,
+                non_torch_bytes=need.non_torch_bytes,
                 lora_bytes=need.lora_bytes,
                 kv_bytes=kv,
                 kv_bytes_per_token=need.kv_bytes_per_token,

@@ -62,9 +62,9 @@ def load_seconds(model: ModelPlan, options: RehearsalOptions) -> float:
 
 
 def sim_environment(stack: StackSpec, plan: Plan, model: ModelPlan, options: RehearsalOptions) -> dict[str, str]:
-    gpu = next(g for g in plan.gpus if g.index == model.gpu)
+    gpu = plan.gpu(model.gpu)  # a tensor-parallel model's cards are identical
     values = {
-        "GSC_SIM_GPU": str(gpu.index),
+        "GSC_SIM_GPU": model.gpu_label,
         "GSC_SIM_GPU_TOTAL_BYTES": str(gpu.total_bytes),
         "GSC_SIM_GPU_RESERVE_BYTES": str(gpu.reserve_bytes),
         "GSC_SIM_WEIGHTS_BYTES": str(model.weights_bytes),
@@ -117,24 +117,23 @@ def differences(stack: StackSpec, plan: Plan, options: RehearsalOptions) -> dict
 
 def override(stack: StackSpec, plan: Plan, options: RehearsalOptions) -> str:
     services = []
-    for gpu in plan.gpus:
-        for m in gpu.models:
-            command: list[str] | None = None
-            if options.engine == "vllm-cpu":
-                env = cpu_environment(m)
-                adapted = cpu_adaptation(serve_args(_spec(stack, m), m), options.cpu_flags)
-                command = adapted.args if adapted.differences else None
-            else:
-                env = sim_environment(stack, plan, m, options)
-            services.append(
-                {
-                    "service": m.service,
-                    "image": options.model_image,
-                    "env": sorted(env.items()),
-                    "ledger": options.ledger and options.engine == "simulator",
-                    "command": command,
-                }
-            )
+    for m in plan.boot_ordered():
+        command: list[str] | None = None
+        if options.engine == "vllm-cpu":
+            env = cpu_environment(m)
+            adapted = cpu_adaptation(serve_args(_spec(stack, m), m), options.cpu_flags)
+            command = adapted.args if adapted.differences else None
+        else:
+            env = sim_environment(stack, plan, m, options)
+        services.append(
+            {
+                "service": m.service,
+                "image": options.model_image,
+                "env": sorted(env.items()),
+                "ledger": options.ledger and options.engine == "simulator",
+                "command": command,
+            }
+        )
     context = {
         "stack": stack,
         "services": services,

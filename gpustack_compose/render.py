@@ -10,6 +10,7 @@ name, path or argument can never inject YAML or compose interpolation.
 from __future__ import annotations
 
 import functools
+import html
 import posixpath
 import re
 from pathlib import Path
@@ -23,11 +24,13 @@ from gpustack_compose.planner import ModelPlan, Plan
 from gpustack_compose.spec import ModelSpec, StackSpec
 from gpustack_compose.units import fmt_fraction, fmt_gib
 from gpustack_compose.vllm_args import MODEL_PORT, adapter_mounts, runtime_lora_env, serve_args
+from gpustack_compose.vram_svg import picture
 
 COMPOSE_FILE = "docker-compose.yml"
 LITELLM_CONFIG = "litellm/config.yaml"
 ENV_EXAMPLE = ".env.example"
 PLAN_FILE = "PLAN.md"
+SVG_FILE = "vram.svg"
 PROXY_SERVICE = "litellm"
 PROXY_PORT = 4000
 HF_CACHE = "/root/.cache/huggingface"
@@ -80,13 +83,16 @@ def compose_quote(value: object) -> Quoted:
     return yaml_quote(value)
 
 
-_SAFE_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+# Plain keys start with a letter or underscore: a leading digit is quoted,
+# because YAML parsers disagree on numbers -- Compose's (go-yaml) reads ``08``
+# as the integer 8, PyYAML (YAML 1.1) as the string "08".
+_SAFE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
 def safe_key(value: object) -> Quoted:
-    """A mapping key (service, env var, label): plain when it reads back as the
-    same string, quoted otherwise -- a service named ``0`` or ``true`` would
-    otherwise become an integer or a boolean key."""
+    """A mapping key (service, env var, label): plain when every parser reads
+    it back as the same string, quoted otherwise -- a service named ``0``,
+    ``08`` or ``true`` would otherwise become an integer or a boolean key."""
     if not isinstance(value, str):
         raise jinja2.TemplateError(f"not a string key: {value!r}")
     if _SAFE_KEY.match(value) and yaml.safe_load(f"{value}: x") == {value: "x"}:
@@ -106,6 +112,17 @@ def comment_text(value: object) -> Quoted:
     so no line break can end the comment."""
     quoted = yaml_quote(str(value))
     return Quoted(quoted[1:-1])
+
+
+def xml_text(value: object) -> Quoted:
+    """Text for SVG (XML) content or an attribute: markup characters escaped,
+    control characters (not allowed in XML 1.0) replaced."""
+    text = "".join(c if c in "\t\n" or ord(c) >= 32 else "\ufffd" for c in str(value))
+    return Quoted(html.escape(text, quote=True))
+
+
+def _pixels(value: float) -> Quoted:
+    return Quoted(f"{value:.1f}")
 
 
 def _gib(value: int) -> Quoted:
@@ -153,6 +170,8 @@ def environment() -> jinja2.Environment:
         fraction=_fraction,
         thousands=_thousands,
         seconds=_seconds,
+        xml=xml_text,
+        px=_pixels,
     )
     return env
 
@@ -171,7 +190,7 @@ def _model_service(stack: StackSpec, spec: ModelSpec, plan: ModelPlan, stack_dir
     labels = {
         "gpustack-compose.role": "model",
         "gpustack-compose.model": spec.name,
-        "gpustack-compose.gpu": str(plan.gpu),
+        "gpustack-compose.gpu": plan.gpu_label,
         "gpustack-compose.fraction": fmt_fraction(plan.fraction),
         "gpustack-compose.boot-position": str(plan.boot_position),
     }
@@ -182,7 +201,7 @@ def _model_service(stack: StackSpec, spec: ModelSpec, plan: ModelPlan, stack_dir
         "env": sorted({**runtime_lora_env(spec), **spec.env}.items()),
         "mounts": mounts,
         "shm_size": spec.shm_size,
-        "gpu_ids": [str(plan.gpu)],
+        "gpu_ids": [str(i) for i in plan.gpus],
         "after": plan.after,
         "timing": timing,
         "labels": sorted(labels.items()),
@@ -196,13 +215,19 @@ def _relative_to_output(stack_dir: str, host_path: str) -> str:
     return joined if joined.startswith(("../", "/")) else "./" + joined
 
 
+def render_svg(plan: Plan, source: str) -> str:
+    """``vram.svg``: each GPU as a bar of weights, KV cache, LoRA slots,
+    overhead, reserve and free memory per model."""
+    return environment().get_template("vram.svg.j2").render(pic=picture(plan), source=source)
+
+
 def render(stack: StackSpec, plan: Plan, source: str) -> dict[str, str]:
     """Every rendered file. ``source`` is the stack file's path relative to the
     output folder (posix), e.g. ``../../stacks/idp.yaml``."""
     env = environment()
     stack_dir = posixpath.dirname(source) or "."
     specs = {m.name: m for m in stack.models}
-    model_services = [_model_service(stack, specs[m.name], m, stack_dir) for m in _boot_ordered(plan)]
+    model_services = [_model_service(stack, specs[m.name], m, stack_dir) for m in plan.boot_ordered()]
     proxy_timing = healthcheck.timing(stack.docker.min_engine, healthcheck.PROXY_START_PERIOD_S)
     routes = []
     for model_plan in plan.models:
@@ -226,15 +251,14 @@ def render(stack: StackSpec, plan: Plan, source: str) -> dict[str, str]:
         "specs": specs,
         "start_interval": healthcheck.supports_start_interval(stack.docker.min_engine),
         "runtime_lora_models": runtime,
+        "svg_file": SVG_FILE,
+        "placed": [m for m in plan.models if m.placed and len(plan.gpus) > 1],
+        "tensor_parallel": [m for m in plan.models if m.tensor_parallel > 1],
     }
     return {
         COMPOSE_FILE: env.get_template("docker-compose.yml.j2").render(context),
         LITELLM_CONFIG: env.get_template("litellm-config.yaml.j2").render(context),
         ENV_EXAMPLE: env.get_template("env.example.j2").render(context),
         PLAN_FILE: env.get_template("PLAN.md.j2").render(context),
+        SVG_FILE: render_svg(plan, source),
     }
-
-
-def _boot_ordered(plan: Plan) -> list[ModelPlan]:
-    """Services in the file: GPU by GPU, each chain in boot order."""
-    return [m for gpu in plan.gpus for m in gpu.models]

@@ -16,9 +16,12 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    JsonValue,
     PlainSerializer,
     PlainValidator,
+    Tag,
     WithJsonSchema,
     field_validator,
 )
@@ -36,6 +39,9 @@ ENGINE_VERSION = re.compile(r"^\d+\.\d+$")
 # no whitespace (vLLM takes it as one argv word; compose would split nothing,
 # but a space in a repo id is always a typo).
 MODEL_REF = re.compile(r"^[^\s\x00-\x1f\x7f]{1,255}$")
+
+# Catalog names, offered by editors that read the JSON Schema.
+GPU_EXAMPLES: list[JsonValue] = [*gpu_names()]
 
 # Names the proxy service and compose itself use; a model cannot take them.
 RESERVED_SERVICE_NAMES = frozenset({"litellm"})
@@ -128,7 +134,11 @@ class GpuSpec(_Strict):
     """One GPU of the host that the stack may use."""
 
     index: int = Field(ge=0, le=63, description="CUDA device index (what nvidia-smi shows).")
-    type: str | None = Field(default=None, description="GPU catalog name, case-insensitive, e.g. H100-80GB.")
+    type: str | None = Field(
+        default=None,
+        description="GPU catalog name, case-insensitive, e.g. H100-80GB.",
+        json_schema_extra={"examples": GPU_EXAMPLES},
+    )
     memory_gib: float | None = Field(
         default=None,
         gt=0,
@@ -148,6 +158,49 @@ class GpuSpec(_Strict):
             "(needs exact KV sizes, i.e. every model with kv_cache: exact on vLLM 0.11+)."
         ),
     )
+
+
+class GpuSetSpec(_Strict):
+    """``count`` identical GPUs, indexes ``first_index`` .. ``first_index + count - 1``."""
+
+    count: int = Field(ge=1, le=64, description="How many identical GPUs the host has for the stack.")
+    first_index: int = Field(default=0, ge=0, le=63, description="CUDA index of the first of them.")
+    type: str | None = Field(
+        default=None,
+        description="GPU catalog name, case-insensitive, e.g. H100-80GB.",
+        json_schema_extra={"examples": GPU_EXAMPLES},
+    )
+    memory_gib: float | None = Field(default=None, gt=0, le=4096, description="Total memory CUDA reports, in GiB.")
+    reserve_gib: float | None = Field(default=None, ge=0, le=4096, description="Memory never available, per GPU.")
+    boot: Literal["sequential", "parallel"] = Field(default="sequential", description="Boot mode of every GPU.")
+
+    def expand(self) -> list[GpuSpec]:
+        return [
+            GpuSpec(
+                index=self.first_index + offset,
+                type=self.type,
+                memory_gib=self.memory_gib,
+                reserve_gib=self.reserve_gib,
+                boot=self.boot,
+            )
+            for offset in range(self.count)
+        ]
+
+
+# Discriminator tags of the two unions below. The loader drops them from error
+# paths, so a message names ``gpus.count``, not ``gpus.gpu-set.count``; they
+# contain a hyphen, which no field name does.
+UNION_TAGS = frozenset({"gpu-list", "gpu-set", "gpu-index", "gpu-indexes"})
+
+GpusField = Annotated[
+    Annotated[list[GpuSpec], Field(min_length=1), Tag("gpu-list")] | Annotated[GpuSetSpec, Tag("gpu-set")],
+    Discriminator(lambda value: "gpu-set" if isinstance(value, (dict, GpuSetSpec)) else "gpu-list"),
+]
+GpuPlacement = Annotated[
+    Annotated[int, Field(ge=0, le=63), Tag("gpu-index")]
+    | Annotated[list[Annotated[int, Field(ge=0, le=63)]], Field(min_length=1, max_length=64), Tag("gpu-indexes")],
+    Discriminator(lambda value: "gpu-indexes" if isinstance(value, (list, tuple)) else "gpu-index"),
+]
 
 
 class ArchSpec(_Strict):
@@ -170,7 +223,9 @@ HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 class LoraSpec(_Strict):
     """A LoRA adapter served by its base model's server under its own name."""
 
-    name: str = Field(description="Model name the adapter is served as.")
+    name: str = Field(
+        description="Model name the adapter is served as.", json_schema_extra={"pattern": MODEL_NAME.pattern}
+    )
     path: str | None = Field(default=None, description="Adapter folder on the host, relative to the stack file.")
     repo: str | None = Field(default=None, description="Hugging Face repo id of the adapter (vLLM downloads it).")
     rank: int | None = Field(
@@ -228,10 +283,19 @@ def _check_relative_path(value: str | None) -> str | None:
 class ModelSpec(_Strict):
     """One vLLM server."""
 
-    name: str = Field(description="Served model name: what clients ask the proxy for.")
+    name: str = Field(
+        description="Served model name: what clients ask the proxy for.",
+        json_schema_extra={"pattern": MODEL_NAME.pattern},
+    )
     model: str = Field(description="Hugging Face repo id, or a path inside the container.")
-    gpu: int | None = Field(default=None, ge=0, le=63, description="GPU index; defaults to the only GPU.")
-    memory: MemoryField = Field(default=AUTO)
+    gpu: GpuPlacement | None = Field(
+        default=None,
+        description=(
+            "GPU index, or a list of indexes for tensor parallelism over those cards; "
+            "default: placed automatically (first-fit decreasing by memory need)."
+        ),
+    )
+    memory: MemoryField = Field(default=AUTO, json_schema_extra={"default": "auto"})
     max_model_len: int | None = Field(
         default=None, ge=16, le=100_000_000, description="Longest sequence; defaults to the model's context."
     )
@@ -394,12 +458,21 @@ class StackSpec(_Strict):
     """A gpustack-compose stack file, version 1."""
 
     version: Literal[1] = 1
-    name: str = Field(description="Compose project name: [a-z][a-z0-9-]{0,39}.")
-    gpus: list[GpuSpec] = Field(min_length=1)
+    name: str = Field(
+        description="Compose project name: [a-z][a-z0-9-]{0,39}.", json_schema_extra={"pattern": STACK_NAME.pattern}
+    )
+    gpus: GpusField = Field(
+        description="The GPUs the stack may use: a list, or {count, type} for identical cards.",
+    )
     models: list[ModelSpec] = Field(min_length=1)
     proxy: ProxySpec = Field(default_factory=ProxySpec)
     images: ImagesSpec = Field(default_factory=ImagesSpec)
     docker: DockerSpec = Field(default_factory=DockerSpec)
+
+    @property
+    def cards(self) -> tuple[GpuSpec, ...]:
+        """Every GPU, the ``count`` form expanded."""
+        return tuple(self.gpus.expand() if isinstance(self.gpus, GpuSetSpec) else self.gpus)
 
     @field_validator("name")
     @classmethod
@@ -433,8 +506,19 @@ class StackRuleError(ValueError):
 
 def check_stack(stack: StackSpec) -> None:
     """Rules that involve more than one field. Raises StackRuleError."""
+    if isinstance(stack.gpus, GpuSetSpec):
+        last = stack.gpus.first_index + stack.gpus.count - 1
+        if last > 63:
+            raise StackRuleError(("gpus", "count"), f"GPUs {stack.gpus.first_index}..{last} go past index 63")
+        if stack.gpus.type is None and stack.gpus.memory_gib is None:
+            raise StackRuleError(("gpus",), "give type (a catalog GPU such as H100-80GB) or memory_gib")
+        if stack.gpus.type is not None and stack.gpus.memory_gib is None and find_gpu(stack.gpus.type) is None:
+            raise StackRuleError(
+                ("gpus", "type"),
+                f"{stack.gpus.type!r} is not in the GPU catalog ({', '.join(gpu_names())}); give memory_gib",
+            )
     gpu_indexes: dict[int, int] = {}
-    for position, gpu in enumerate(stack.gpus):
+    for position, gpu in enumerate(stack.cards):
         if gpu.index in gpu_indexes:
             raise StackRuleError(
                 ("gpus", position, "index"),
@@ -466,9 +550,7 @@ def check_stack(stack: StackSpec) -> None:
                 f"{model.name!r} and {services[service]!r} would both be the compose service {service!r}",
             )
         services[service] = model.name
-        if model.gpu is not None and model.gpu not in gpu_indexes:
-            declared = ", ".join(str(i) for i in sorted(gpu_indexes))
-            raise StackRuleError((*where, "gpu"), f"GPU {model.gpu} is not declared in gpus (declared: {declared})")
+        _check_gpu_placement(model, where, gpu_indexes)
         if model.arch is None and find_model(model.model) is None:
             raise StackRuleError(
                 (*where, "model"),
@@ -482,10 +564,6 @@ def check_stack(stack: StackSpec) -> None:
                     (*where, "extra_args", arg_position),
                     f"{flag} is set by gpustack-compose from {MANAGED_FLAGS[flag]}; remove it from extra_args",
                 )
-        if model.gpu is None and len(stack.gpus) > 1:
-            raise StackRuleError(
-                (*where, "gpu"), f"{model.name!r} needs a gpu: the stack declares {len(stack.gpus)} GPUs"
-            )
 
     for position, model in enumerate(stack.models):
         _check_lora_limits(model, ("models", position))
@@ -503,6 +581,26 @@ def check_stack(stack: StackSpec) -> None:
                     "(adapters are model names at the proxy)",
                 )
             names[lora.name] = where
+
+
+def model_gpus(model: ModelSpec) -> tuple[int, ...]:
+    """The GPUs a model is pinned to: one, several (tensor parallel) or none."""
+    if model.gpu is None:
+        return ()
+    if isinstance(model.gpu, int):
+        return (model.gpu,)
+    return tuple(model.gpu)
+
+
+def _check_gpu_placement(model: ModelSpec, where: tuple[str | int, ...], gpu_indexes: dict[int, int]) -> None:
+    pinned = model_gpus(model)
+    declared = ", ".join(str(i) for i in sorted(gpu_indexes))
+    for position, index in enumerate(pinned):
+        at = (*where, "gpu", position) if isinstance(model.gpu, list) else (*where, "gpu")
+        if index not in gpu_indexes:
+            raise StackRuleError(at, f"GPU {index} is not declared in gpus (declared: {declared})")
+        if index in pinned[:position]:
+            raise StackRuleError(at, f"GPU {index} is listed twice; tensor parallelism needs distinct cards")
 
 
 def _check_lora_limits(model: ModelSpec, where: tuple[str | int, ...]) -> None:

@@ -133,6 +133,9 @@ def serve_args(spec: ModelSpec, plan: ModelPlan) -> list[str]:
         "--port", str(MODEL_PORT),
         "--gpu-memory-utilization", fmt_fraction(plan.fraction),
         *(["--kv-cache-memory-bytes", str(plan.kv_bytes)] if plan.exact_kv else []),
+        # vLLM applies both per card: the fraction of each card, and the KV
+        # bytes of each worker (its shard of the KV heads).
+        *(["--tensor-parallel-size", str(plan.tensor_parallel)] if plan.tensor_parallel > 1 else []),
         "--max-model-len", str(plan.max_model_len),
         "--max-num-seqs", str(plan.max_num_seqs),
         "--max-num-batched-tokens", str(plan.max_num_batched_tokens),

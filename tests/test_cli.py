@@ -15,7 +15,7 @@ from gpustack_compose import writer
 from tests.conftest import REPO, run_cli, run_module, tree, write
 
 STACK = (REPO / "stacks" / "h100-idp.yaml").read_text()
-FILES = [".env.example", "PLAN.md", "docker-compose.yml", "litellm/config.yaml"]
+FILES = [".env.example", "PLAN.md", "docker-compose.yml", "litellm/config.yaml", "vram.svg"]
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def project(workdir: Path) -> Path:
     return workdir
 
 
-def test_render_writes_the_four_files_then_nothing(project: Path) -> None:
+def test_render_writes_the_five_files_then_nothing(project: Path) -> None:
     first = run_cli(["render", "stacks/idp.yaml"], project)
     assert first.code == 0, first.stderr
     assert first.stdout.splitlines() == [f"create    compose/idp/{f}" for f in FILES]
@@ -44,6 +44,7 @@ def test_a_change_updates_only_what_changed(project: Path) -> None:
         "identical compose/idp/PLAN.md",
         "update    compose/idp/docker-compose.yml",
         "identical compose/idp/litellm/config.yaml",
+        "identical compose/idp/vram.svg",
     ]
 
 
@@ -56,7 +57,8 @@ def test_check_passes_when_fresh_and_exits_3_with_a_diff_when_stale(project: Pat
     stale = run_cli(["check", "stacks/idp.yaml"], project)
     assert stale.code == 3
     assert stale.stderr == (
-        "error: compose/idp is stale (PLAN.md, docker-compose.yml); run: gpustack-compose render stacks/idp.yaml\n"
+        "error: compose/idp is stale (PLAN.md, docker-compose.yml, vram.svg); "
+        "run: gpustack-compose render stacks/idp.yaml\n"
     )
     assert "--- compose/idp/docker-compose.yml (committed)" in stale.stdout
     assert "+++ compose/idp/docker-compose.yml (rendered)" in stale.stdout

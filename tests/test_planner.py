@@ -323,7 +323,7 @@ def test_parallel_boot_starts_everyone_together_with_exact_kv() -> None:
     plan = plan_of(PARALLEL)
     a, b = plan.model("a"), plan.model("b")
     assert plan.gpus[0].boot == "parallel"
-    assert (a.boot_position, a.after, b.boot_position, b.after) == (1, None, 1, None)
+    assert (a.boot_position, a.after, b.boot_position, b.after) == (1, (), 1, ())
     assert a.exact_kv and b.exact_kv
     # worst interleaving: b snapshots when a already holds share + outside (39.59 + 0.92 GiB)
     assert b.free_at_start_bytes == plan.gpus[0].total_bytes - plan.gpus[0].reserve_bytes - a.peak_bytes

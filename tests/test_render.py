@@ -68,14 +68,15 @@ def test_compose_contract(stack: StackSpec, compose: dict[str, Any], litellm: di
         assert body["healthcheck"]["test"][:2] == ["CMD", "curl"]
         assert body["healthcheck"]["test"][-1] == "http://127.0.0.1:8000/health"
         devices = body["deploy"]["resources"]["reservations"]["devices"]
-        assert devices == [{"driver": "nvidia", "device_ids": [str(model.gpu)], "capabilities": ["gpu"]}]
-        # one chain per GPU: each model waits for the previous model on its GPU
-        if model.after is None:
+        assert devices == [{"driver": "nvidia", "device_ids": [str(g) for g in model.gpus], "capabilities": ["gpu"]}]
+        # one chain per GPU: each model waits for the previous model on each of its GPUs
+        if not model.after:
             assert "depends_on" not in body
         else:
-            previous = model_services[model.after]
-            assert previous.gpu == model.gpu and previous.boot_position == model.boot_position - 1
-            assert body["depends_on"] == {model.after: {"condition": "service_healthy", "restart": True}}
+            for before in model.after:
+                previous = model_services[before]
+                assert set(previous.gpus) & set(model.gpus)
+            assert body["depends_on"] == {a: {"condition": "service_healthy", "restart": True} for a in model.after}
     proxy = services["litellm"]
     assert proxy["labels"] == {"gpustack-compose.role": "proxy"}
     assert set(proxy["depends_on"]) == set(model_services)

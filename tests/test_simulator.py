@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from gpustack_compose.simulator.args import parse
-from gpustack_compose.simulator.ledger import GiB, Gpu, Ledger
+from gpustack_compose.simulator.ledger import Cards, GiB, Gpu, Ledger
 
 
 def free_port() -> int:
@@ -145,6 +145,23 @@ def test_ledger_is_vllms_startup_check(tmp_path: Path) -> None:
     assert ledger.claim_if_free("a", "a", requested=40 * GiB, holds=39 * GiB) == (True, 79 * GiB)
     ledger.release("a")
     assert ledger.free_for("b") == 79 * GiB
+
+
+def test_a_tensor_parallel_server_claims_every_card_or_none(tmp_path: Path) -> None:
+    gpus = [Gpu(str(i), total_bytes=80 * GiB, reserve_bytes=GiB) for i in (0, 1)]
+    Ledger(tmp_path, gpus[1]).claim_if_free("other", "o", 0, 45 * GiB)
+    cards = Cards(tmp_path, gpus)
+    # GPU 1 has only 34 GiB free: the worker there refuses, GPU 0 keeps nothing
+    assert cards.claim_if_free("tp", "tp", requested=40 * GiB, holds=GiB) == (False, 34 * GiB, gpus[1])
+    assert set(Ledger(tmp_path, gpus[0]).claims()) == set()
+    # fits both: claimed on both, the tightest card's free memory is reported
+    assert cards.claim_if_free("tp", "tp", requested=30 * GiB, holds=GiB) == (True, 34 * GiB, gpus[1])
+    assert set(Ledger(tmp_path, gpus[0]).claims()) == {"tp"}
+    assert set(Ledger(tmp_path, gpus[1]).claims()) == {"other", "tp"}
+    assert cards.others("tp") == 45 * GiB  # the busiest card
+    assert cards.set_claim("tp", "tp", 40 * GiB)[0] is False  # GPU 1 cannot grow it
+    cards.release("tp")
+    assert set(Ledger(tmp_path, gpus[1]).claims()) == {"other"}
 
 
 def test_refusal_text_and_exit(tmp_path: Path) -> None:

@@ -1,4 +1,9 @@
-"""``check``: exit 3 with a diff when the committed output is stale."""
+"""``check``: exit 3 with a diff when the committed output is stale.
+
+Several stack files may be given (a pre-commit hook passes the changed ones);
+none means every stack file in ``stacks/``. All are checked before the exit
+code is decided: 1 when any is invalid, else 3 when any is stale.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +11,49 @@ from pathlib import Path
 
 from gpustack_compose.commands.common import load_and_plan, output_dir, rendered_files
 from gpustack_compose.console import Output
-from gpustack_compose.errors import DriftError
+from gpustack_compose.errors import EXIT_DRIFT, DriftError, GscError
 from gpustack_compose.writer import compare, unified_diff
 
+STACKS_DIR = Path("stacks")
 
-def run(stack_path: Path, out: Path | None, output: Output) -> int:
+
+def stack_files(paths: tuple[Path, ...]) -> list[Path]:
+    if paths:
+        return list(paths)
+    found = sorted(p for p in STACKS_DIR.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
+    if not found:
+        raise GscError(f"no stack file given and none in {STACKS_DIR.as_posix()}/")
+    return found
+
+
+def check_one(stack_path: Path, out: Path | None, output: Output) -> None:
     loaded = load_and_plan(stack_path)
     out_dir = output_dir(loaded, out)
     states = compare(out_dir, rendered_files(loaded, out_dir))
     stale = [s for s in states if s.status != "identical"]
     if not stale:
         output.info(f"{out_dir.as_posix()} is up to date with {stack_path.as_posix()}")
-        return 0
+        return
     output.raw(unified_diff(out_dir, stale))
     names = ", ".join(s.path for s in stale)
     raise DriftError(
         f"{out_dir.as_posix()} is stale ({names}); run: gpustack-compose render {stack_path.as_posix()}"
         + (f" -o {out.as_posix()}" if out is not None else "")
     )
+
+
+def run(stack_paths: tuple[Path, ...], out: Path | None, output: Output) -> int:
+    paths = stack_files(stack_paths)
+    if out is not None and len(paths) != 1:
+        raise GscError("-o/--output needs exactly one stack file")
+    if len(paths) == 1:
+        check_one(paths[0], out, output)
+        return 0
+    worst = 0
+    for path in paths:
+        try:
+            check_one(path, None, output)
+        except GscError as exc:
+            output.error(exc.message)
+            worst = exc.exit_code if worst in (0, EXIT_DRIFT) else worst
+    return worst

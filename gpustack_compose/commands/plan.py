@@ -8,10 +8,12 @@ from typing import Any
 
 from rich.table import Table
 
-from gpustack_compose.commands.common import load_and_plan
+from gpustack_compose.commands.common import load_and_plan, source_label
 from gpustack_compose.console import Output
 from gpustack_compose.planner import GpuPlan, ModelPlan, Plan
+from gpustack_compose.render import render_svg
 from gpustack_compose.units import GiB, fmt_fraction
+from gpustack_compose.writer import write
 
 
 def _gib(size: int) -> float:
@@ -41,8 +43,11 @@ def model_dict(m: ModelPlan) -> dict[str, Any]:
         "max_num_batched_tokens": m.max_num_batched_tokens,
         "min_fraction": m.min_fraction,
         "free_at_start_gib": _gib(m.free_at_start_bytes),
+        "gpus": list(m.gpus),
+        "placed": m.placed,
+        "tensor_parallel": m.tensor_parallel,
         "boot_position": m.boot_position,
-        "after": m.after,
+        "after": list(m.after),
         "boot_timeout_s": m.boot_timeout_s,
         "notes": list(m.notes),
     }
@@ -57,6 +62,7 @@ def gpu_dict(g: GpuPlan) -> dict[str, Any]:
         "reserve_gib": _gib(g.reserve_bytes),
         "fraction_sum": round(g.fraction_sum, 4),
         "boot": g.boot,
+        "chain": list(g.chain),
         "free_under_load_gib": _gib(g.free_bytes),
         "models": [model_dict(m) for m in g.models],
     }
@@ -90,14 +96,38 @@ def plan_tables(plan: Plan) -> list[Table]:
     return tables
 
 
-def run(stack_path: Path, as_json: bool, output: Output) -> int:
+def chain_lines(plan: Plan) -> list[str]:
+    """One line per GPU: its boot chain, and who a multi-GPU model waits for."""
+    lines = []
+    for gpu in plan.gpus:
+        joiner = " -> " if gpu.boot == "sequential" else ", "
+        chain = joiner.join(m.name + (f" (TP {m.gpu_label})" if m.tensor_parallel > 1 else "") for m in gpu.models)
+        lines.append(f"GPU {gpu.index} ({gpu.boot}): {chain or '-'}")
+    for m in plan.models:
+        if m.tensor_parallel > 1 and m.after:
+            waits = " and ".join(plan.by_service(a).name for a in m.after)
+            lines.append(f"{m.name} starts once {waits} {'are' if len(m.after) > 1 else 'is'} healthy")
+    return lines
+
+
+def run(stack_path: Path, as_json: bool, output: Output, svg: Path | None = None) -> int:
     loaded = load_and_plan(stack_path)
+    if svg is not None and str(svg) != "-":
+        write(svg.parent, {svg.name: render_svg(loaded.plan, source_label(stack_path, svg.parent))})
     if as_json:
         output.raw(json.dumps(plan_dict(loaded.plan), indent=2) + "\n")
-        return 0
-    for table in plan_tables(loaded.plan):
-        output.render(table)
-    for model in loaded.plan.models:
-        for note in model.notes:
-            output.note(f"{model.name}: {note}")
+    elif svg is not None and str(svg) == "-":
+        output.raw(render_svg(loaded.plan, source_label(stack_path, Path.cwd())))
+    else:
+        for table in plan_tables(loaded.plan):
+            output.render(table)
+        if len(loaded.plan.gpus) > 1:
+            output.info("Boot chains (each GPU's chain boots in parallel with the others):")
+        for line in chain_lines(loaded.plan):
+            output.info("  " + line if len(loaded.plan.gpus) > 1 else line)
+        for model in loaded.plan.models:
+            for note in model.notes:
+                output.note(f"{model.name}: {note}")
+    if svg is not None and str(svg) != "-":
+        output.info(f"wrote {svg.as_posix()}")
     return 0

@@ -82,7 +82,7 @@ def run(stack_path: Path, as_json: bool, rehearsal: bool, output: Output) -> int
     project = project_name(loaded.stack) if rehearsal else loaded.stack.name
     view = DockerView(engine.connect())
     states = view.services(project)
-    expected = [(m.service, "model", str(m.gpu), fmt_fraction(m.fraction)) for g in loaded.plan.gpus for m in g.models]
+    expected = [(m.service, "model", m.gpu_label, fmt_fraction(m.fraction)) for m in loaded.plan.boot_ordered()]
     expected.append((PROXY_SERVICE, "proxy", "-", "-"))
     table_rows = rows(expected, states)
     if as_json:

@@ -39,10 +39,9 @@ COMPOSE_EXIT_GRACE_S = 30
 def links(stack: StackSpec, plan: Plan) -> list[Link]:
     """The boot graph: each model after its predecessor on its GPU; the proxy after all."""
     out = []
-    for gpu in plan.gpus:
-        for m in gpu.models:
-            budget = healthcheck.timing(stack.docker.min_engine, m.boot_timeout_s).budget_s()
-            out.append(Link(m.service, m.name, str(m.gpu), (m.after,) if m.after else (), budget))
+    for m in plan.boot_ordered():
+        budget = healthcheck.timing(stack.docker.min_engine, m.boot_timeout_s).budget_s()
+        out.append(Link(m.service, m.name, m.gpu_label, m.after, budget))
     proxy_budget = healthcheck.timing(stack.docker.min_engine, healthcheck.PROXY_START_PERIOD_S).budget_s()
     out.append(Link(PROXY_SERVICE, None, None, tuple(link.service for link in out), proxy_budget))
     return out

@@ -23,7 +23,8 @@ Settings that a real server would get from its GPU come from the environment
 exactly what the renderer produced:
 
     GSC_SIM_LOAD_S              seconds to "load" before the port opens (default 2)
-    GSC_SIM_GPU                 GPU index (ledger file name)        (default 0)
+    GSC_SIM_GPU                 GPU index (ledger file name), or indexes "4,5" for a
+                                tensor-parallel server: the same claims on every card (default 0)
     GSC_SIM_GPU_TOTAL_BYTES     what CUDA would report as total     (default H100: 85017493504)
     GSC_SIM_GPU_RESERVE_BYTES   memory never free on that GPU       (default 0.52 GiB)
     GSC_SIM_WEIGHTS_BYTES       weights it loads                    (default 60% of its share)

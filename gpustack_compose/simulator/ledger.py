@@ -1,10 +1,12 @@
-"""The simulated GPU: one JSON ledger per GPU on a volume the servers share.
+"""The simulated GPUs: one JSON ledger per GPU on a volume the servers share.
 
 Each server claims bytes under its identity; "free" is total - reserve - the
 sum of the other servers' claims, which is what ``cudaMemGetInfo`` reports to
 a process on a real card. Every read-modify-write holds an exclusive
 ``fcntl.flock`` on a lock file next to the ledger, so servers booting together
-see each other's claims in a definite order.
+see each other's claims in a definite order. A tensor-parallel server has a
+worker on each of its cards: ``Cards`` makes the same claim on every ledger,
+all or nothing.
 """
 
 from __future__ import annotations
@@ -105,3 +107,39 @@ class Ledger:
     def claims(self) -> dict[str, dict[str, object]]:
         with self._locked() as claims:
             return dict(claims)
+
+
+class Cards:
+    """The ledgers of every card a server runs on (one, or its tensor-parallel
+    group), claimed together; the reported free memory is the tightest card's."""
+
+    def __init__(self, directory: Path, gpus: list[Gpu]) -> None:
+        self.ledgers = [Ledger(directory, gpu) for gpu in gpus]
+
+    def claim_if_free(self, instance: str, model: str, requested: int, holds: int) -> tuple[bool, int, Gpu]:
+        """vLLM's startup check on every card (each worker checks its own)."""
+        seen: list[tuple[int, Ledger]] = []
+        for ledger in self.ledgers:
+            ok, free = ledger.claim_if_free(instance, model, requested, holds)
+            if not ok:
+                for _, claimed in seen:
+                    claimed.release(instance)
+                return False, free, ledger.gpu
+            seen.append((free, ledger))
+        free, tightest = min(seen, key=lambda item: item[0])
+        return True, free, tightest.gpu
+
+    def set_claim(self, instance: str, model: str, holds: int) -> tuple[bool, int, Gpu]:
+        for ledger in self.ledgers:
+            ok, free = ledger.set_claim(instance, model, holds)
+            if not ok:
+                return False, free, ledger.gpu
+        return True, 0, self.ledgers[0].gpu
+
+    def others(self, instance: str) -> int:
+        """What the other servers hold on the busiest of this server's cards."""
+        return max(ledger.others(instance) for ledger in self.ledgers)
+
+    def release(self, instance: str) -> None:
+        for ledger in self.ledgers:
+            ledger.release(instance)

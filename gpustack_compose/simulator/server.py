@@ -18,7 +18,7 @@ from types import FrameType
 from typing import Any
 
 from gpustack_compose.simulator.args import ServeArgs, UnrecognizedArguments, parse
-from gpustack_compose.simulator.ledger import GiB, Gpu, Ledger
+from gpustack_compose.simulator.ledger import Cards, GiB, Gpu
 
 MAX_BODY = 8 * 1024 * 1024
 # H100 80GB, as CUDA reports it (DESIGN §4), and its never-free memory.
@@ -43,7 +43,7 @@ def _truthy(value: str | None) -> bool:
 @dataclass
 class Settings:
     load_s: float
-    gpu: Gpu
+    gpus: list[Gpu]  # one, or a tensor-parallel group (GSC_SIM_GPU="4,5")
     weights_bytes: int | None
     profile_bytes: int
     context_bytes: int
@@ -60,11 +60,14 @@ class Settings:
         ledger = env.get("GSC_SIM_LEDGER_DIR")
         return cls(
             load_s=float(env.get("GSC_SIM_LOAD_S", "2")),
-            gpu=Gpu(
-                index=env.get("GSC_SIM_GPU", "0"),
-                total_bytes=int(env.get("GSC_SIM_GPU_TOTAL_BYTES", DEFAULT_TOTAL)),
-                reserve_bytes=int(env.get("GSC_SIM_GPU_RESERVE_BYTES", DEFAULT_RESERVE)),
-            ),
+            gpus=[
+                Gpu(
+                    index=index.strip(),
+                    total_bytes=int(env.get("GSC_SIM_GPU_TOTAL_BYTES", DEFAULT_TOTAL)),
+                    reserve_bytes=int(env.get("GSC_SIM_GPU_RESERVE_BYTES", DEFAULT_RESERVE)),
+                )
+                for index in env.get("GSC_SIM_GPU", "0").split(",")
+            ],
             weights_bytes=int(weights) if weights else None,
             profile_bytes=int(env.get("GSC_SIM_PROFILE_BYTES", GiB)),
             context_bytes=int(env.get("GSC_SIM_CONTEXT_BYTES", 778 * 1024**2)),
@@ -75,6 +78,11 @@ class Settings:
             fail=env.get("GSC_SIM_FAIL", ""),
             runtime_lora=_truthy(env.get("VLLM_ALLOW_RUNTIME_LORA_UPDATING")),
         )
+
+    @property
+    def total_bytes(self) -> int:
+        """Per card; a tensor-parallel group's cards are identical."""
+        return self.gpus[0].total_bytes
 
 
 @dataclass
@@ -346,24 +354,24 @@ class Boot:
 
     args: ServeArgs
     settings: Settings
-    ledger: Ledger
+    cards: Cards
     started: float = field(default_factory=time.monotonic)
     snapshot_others: int = 0
 
     @property
     def requested(self) -> float:
-        return self.settings.gpu.total_bytes * self.args.gpu_memory_utilization
+        return self.settings.total_bytes * self.args.gpu_memory_utilization
 
     def at(self, fraction: float) -> None:
         """Sleep until ``fraction`` of the load time has passed."""
         time.sleep(max(0.0, self.started + fraction * self.settings.load_s - time.monotonic()))
 
     def claim(self, holds: int) -> None:
-        ok, free = self.ledger.set_claim(self.settings.instance, self.args.served_model_name, holds)
+        ok, free, gpu = self.cards.set_claim(self.settings.instance, self.args.served_model_name, holds)
         if not ok:
             print(
-                f"{_pid_prefix()} torch.OutOfMemoryError: CUDA out of memory. GPU {self.settings.gpu.index} has a "
-                f"total capacity of {_gib(self.settings.gpu.total_bytes)} GiB of which {_gib(max(0, free))} GiB is "
+                f"{_pid_prefix()} torch.OutOfMemoryError: CUDA out of memory. GPU {gpu.index} has a "
+                f"total capacity of {_gib(gpu.total_bytes)} GiB of which {_gib(max(0, free))} GiB is "
                 "free.",
                 flush=True,
             )
@@ -372,19 +380,19 @@ class Boot:
     def startup_check(self) -> None:
         """vLLM V1, v1/worker/gpu_worker.py init_device(): the memory snapshot."""
         s = self.settings
-        ok, free = self.ledger.claim_if_free(s.instance, self.args.served_model_name, int(self.requested),
-                                             s.context_bytes)  # fmt: skip
+        ok, free, gpu = self.cards.claim_if_free(s.instance, self.args.served_model_name, int(self.requested),
+                                                 s.context_bytes)  # fmt: skip
         if not ok:
             print(
-                f"{_pid_prefix()} ValueError: Free memory on device cuda:{s.gpu.index} "
-                f"({_gib(free)}/{_gib(s.gpu.total_bytes)} GiB) on startup is less than desired GPU memory "
+                f"{_pid_prefix()} ValueError: Free memory on device cuda:{gpu.index} "
+                f"({_gib(free)}/{_gib(gpu.total_bytes)} GiB) on startup is less than desired GPU memory "
                 f"utilization ({self.args.gpu_memory_utilization}, {_gib(self.requested)} GiB). Decrease GPU memory "
                 "utilization or reduce GPU memory used by other processes.",
                 flush=True,
             )
             raise _Refused
-        self.snapshot_others = self.ledger.others(s.instance)
-        log("INFO", "gpu_worker.py", f"Free memory on device ({_gib(free)}/{_gib(s.gpu.total_bytes)} GiB) on startup")
+        self.snapshot_others = self.cards.others(s.instance)
+        log("INFO", "gpu_worker.py", f"Free memory on device ({_gib(free)}/{_gib(gpu.total_bytes)} GiB) on startup")
 
     def kv_cache(self, weights: int) -> int:
         """KV cache size: fixed by --kv-cache-memory-bytes, else vLLM's profile."""
@@ -395,7 +403,7 @@ class Boot:
                 "kv_cache_memory_bytes config and skipped memory profiling.")  # fmt: skip
             return kv
         # vLLM charges every change of device memory since its snapshot to itself.
-        others_growth = self.ledger.others(s.instance) - self.snapshot_others
+        others_growth = self.cards.others(s.instance) - self.snapshot_others
         kv = int(self.requested - weights - s.profile_bytes - others_growth)
         log("INFO", "gpu_worker.py", f"Memory profiling: weights memory {_gib(weights)} GiB; torch peak and "
             f"non-torch {_gib(s.profile_bytes)} GiB; non-torch forward increase memory {_gib(others_growth)} GiB "
@@ -442,7 +450,7 @@ def main(argv: list[str]) -> int:
     log("INFO", "api_server.py", f"vLLM API server version 0.26.0 (gpustack-compose simulator) for {args.model}")
     log("INFO", "utils.py", f"non-default args: {' '.join(argv)}")
 
-    ledger = Ledger(settings.ledger_dir, settings.gpu) if settings.ledger_dir else None
+    ledger = Cards(settings.ledger_dir, settings.gpus) if settings.ledger_dir else None
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
         raise _Stop
