@@ -70,9 +70,93 @@ def machine_facts() -> list[str]:
     ]
 
 
-def write_results(sections: list[Section], when: str) -> None:
-    lines = ["# Benchmark results", "", f"Measured {when} with `make bench` on:", "", *machine_facts(), ""]
-    for section in sections:
+SECTIONS = REPO / "bench" / "results"
+
+
+def write_results(sections: dict[str, Section], order: list[str], when: str) -> None:
+    """Each benchmark's section goes to bench/results/<name>.md (so one can be
+    re-run alone); RESULTS.md is all of them, in ``order``, with the machine."""
+    SECTIONS.mkdir(exist_ok=True)
+    for name, section in sections.items():
         verdict = "" if section.met is None else (" -- target met" if section.met else " -- target NOT met")
-        lines += [f"## {section.title}{verdict}", "", *section.lines, ""]
+        body = [f"## {section.title}{verdict}", "", f"Measured {when}.", "", *section.lines]
+        (SECTIONS / f"{name}.md").write_text("\n".join(body).rstrip() + "\n")
+    lines = ["# Benchmark results", "", "Reproduce with `make bench` (or `python -m bench NAME`) on:", "",
+             *machine_facts(), ""]  # fmt: skip
+    for name in order:
+        part = SECTIONS / f"{name}.md"
+        if part.exists():
+            lines += [part.read_text().rstrip(), ""]
     RESULTS.write_text("\n".join(lines).rstrip() + "\n")
+
+
+@dataclass
+class Load:
+    """Chat completions sent by ``concurrency`` clients, ``count`` in all."""
+
+    latencies_s: list[float]
+    failures: list[str]
+    wall_s: float
+
+    @property
+    def sent(self) -> int:
+        return len(self.latencies_s) + len(self.failures)
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies_s)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+    @property
+    def throughput(self) -> float:
+        return len(self.latencies_s) / self.wall_s if self.wall_s else 0.0
+
+
+def load(
+    url: str, model: str, concurrency: int, count: int, headers: dict[str, str] | None = None, retries: int = 0
+) -> Load:
+    """``retries``: resend after a connection-level error (the server closed
+    the connection without answering), as the OpenAI SDK does by default
+    (max_retries=2, exponential backoff from 0.5 s)."""
+    import threading
+    import time
+
+    import httpx
+
+    body = {"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 8}
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    remaining = [count]
+
+    def worker() -> None:
+        with httpx.Client(timeout=60, headers=headers or {}) as client:
+            while True:
+                with lock:
+                    if remaining[0] == 0:
+                        return
+                    remaining[0] -= 1
+                started = time.perf_counter()
+                for attempt in range(retries + 1):
+                    try:
+                        response = client.post(url, json=body)
+                        ok = response.status_code == 200
+                        detail = f"HTTP {response.status_code}"
+                        break
+                    except httpx.TransportError as exc:
+                        ok, detail = False, type(exc).__name__
+                        if attempt < retries:
+                            time.sleep(0.5 * 2**attempt)
+                    except httpx.HTTPError as exc:
+                        ok, detail = False, type(exc).__name__
+                        break
+                elapsed = time.perf_counter() - started
+                with lock:
+                    (latencies.append(elapsed) if ok else failures.append(detail))
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return Load(latencies, failures, time.perf_counter() - started)

@@ -1,5 +1,8 @@
 """The command line: thin click wiring around ``commands``.
 
+Each command imports its module when it runs: ``render`` and ``check`` never
+load the Docker SDK or httpx, which keeps a pre-commit hook's process short.
+
 Every command returns an exit code; ``GscError`` becomes one ``error:`` line on
 stderr and its exit code (1 invalid / does not fit, 3 drift, 4 unhealthy);
 click's own usage errors exit 2.
@@ -9,32 +12,18 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from gpustack_compose import __version__
-from gpustack_compose.commands import check as check_cmd
-from gpustack_compose.commands import diff as diff_cmd
-from gpustack_compose.commands import down as down_cmd
-from gpustack_compose.commands import images as images_cmd
-from gpustack_compose.commands import init as init_cmd
-from gpustack_compose.commands import logs as logs_cmd
-from gpustack_compose.commands import lora as lora_cmd
-from gpustack_compose.commands import plan as plan_cmd
-from gpustack_compose.commands import rehearse as rehearse_cmd
-from gpustack_compose.commands import render as render_cmd
-from gpustack_compose.commands import schema as schema_cmd
-from gpustack_compose.commands import smoke as smoke_cmd
-from gpustack_compose.commands import status as status_cmd
-from gpustack_compose.commands import up as up_cmd
-from gpustack_compose.commands.lifecycle import RehearsalSettings
 from gpustack_compose.console import Output
 from gpustack_compose.errors import EXIT_INVALID, GscError
-from gpustack_compose.rehearsal import Engine
+
+if TYPE_CHECKING:
+    from gpustack_compose.rehearsal import Engine
 
 T = TypeVar("T")
 
@@ -74,6 +63,8 @@ def _guard(action: Callable[[Output], int]) -> None:
         code = 130
     except Exception as exc:  # a bug: one line, traceback on request
         if os.environ.get("GSC_DEBUG"):
+            import traceback
+
             traceback.print_exc()
         output.error(f"internal error: {type(exc).__name__}: {exc} (set GSC_DEBUG=1 for the traceback)")
         code = EXIT_INVALID
@@ -104,6 +95,8 @@ def render(stack: Path, out: Path | None) -> None:
     Example:
       gpustack-compose render stacks/h100-idp.yaml   # -> compose/idp/
     """
+    from gpustack_compose.commands import render as render_cmd
+
     _guard(lambda output: render_cmd.run(stack, out, output))
 
 
@@ -124,6 +117,8 @@ def plan(stack: Path, as_json: bool, svg: Path | None) -> None:
       gpustack-compose plan stacks/h100-idp.yaml --json
       gpustack-compose plan stacks/h100-idp.yaml --svg vram.svg
     """
+    from gpustack_compose.commands import plan as plan_cmd
+
     _guard(lambda output: plan_cmd.run(stack, as_json, output, svg))
 
 
@@ -141,6 +136,8 @@ def check(stacks: tuple[Path, ...], out: Path | None) -> None:
       gpustack-compose check stacks/h100-idp.yaml
       gpustack-compose check
     """
+    from gpustack_compose.commands import check as check_cmd
+
     _guard(lambda output: check_cmd.run(stacks, out, output))
 
 
@@ -157,6 +154,8 @@ def diff(stack: Path, out: Path | None) -> None:
     Example:
       gpustack-compose diff stacks/h100-idp.yaml > pr-comment.md
     """
+    from gpustack_compose.commands import diff as diff_cmd
+
     _guard(lambda output: diff_cmd.run(stack, out, output))
 
 
@@ -174,6 +173,8 @@ def schema(out: Path | None) -> None:
     Then start a stack file with:
       # yaml-language-server: $schema=../schema/stack.schema.json
     """
+    from gpustack_compose.commands import schema as schema_cmd
+
     _guard(lambda output: schema_cmd.run(out, output))
 
 
@@ -199,6 +200,8 @@ def init(
         --model Qwen/Qwen2.5-14B-Instruct --model PaddlePaddle/PaddleOCR-VL
       gpustack-compose init --name fleet --model meta-llama/Llama-3.1-8B-Instruct   # GPUs from nvidia-smi
     """
+    from gpustack_compose.commands import init as init_cmd
+
     _guard(lambda output: init_cmd.run(name, gpus, models, out, max_model_len, force, output))
 
 
@@ -262,7 +265,11 @@ def rehearse(
     Example:
       gpustack-compose rehearse stacks/h100-idp.yaml --report rehearsal.json
     """
+    from gpustack_compose.commands.lifecycle import RehearsalSettings
+
     settings = RehearsalSettings(time_scale, load_s, proxy_port, engine_name)
+    from gpustack_compose.commands import rehearse as rehearse_cmd
+
     options = rehearse_cmd.Options(report, settings, keep, timeout_s, unsafe_skip_fit_check, as_json)
     _guard(lambda output: rehearse_cmd.run(stack, out, options, output))
 
@@ -297,7 +304,11 @@ def up(
     Example:
       gpustack-compose up stacks/h100-idp.yaml
     """
+    from gpustack_compose.commands.lifecycle import RehearsalSettings
+
     settings = RehearsalSettings(time_scale, load_s, engine=engine_name) if rehearsal else None
+    from gpustack_compose.commands import up as up_cmd
+
     _guard(lambda output: up_cmd.run(stack, out, as_json, timeout_s, settings, output))
 
 
@@ -312,6 +323,8 @@ def status(stack: Path, as_json: bool, rehearsal: bool) -> None:
     Example:
       gpustack-compose status stacks/h100-idp.yaml
     """
+    from gpustack_compose.commands import status as status_cmd
+
     _guard(lambda output: status_cmd.run(stack, as_json, rehearsal, output))
 
 
@@ -327,6 +340,8 @@ def down(stack: Path, out: Path | None, volumes: bool, rehearsal: bool) -> None:
     Example:
       gpustack-compose down stacks/h100-idp.yaml
     """
+    from gpustack_compose.commands import down as down_cmd
+
     _guard(lambda output: down_cmd.run(stack, out, volumes, rehearsal, output))
 
 
@@ -344,6 +359,8 @@ def logs(stack: Path, model: str | None, out: Path | None, follow: bool, tail: i
     Example:
       gpustack-compose logs stacks/h100-idp.yaml qwen2.5-14b --tail 50
     """
+    from gpustack_compose.commands import logs as logs_cmd
+
     _guard(lambda output: logs_cmd.run(stack, out, model, follow, tail, rehearsal, output))
 
 
@@ -362,6 +379,8 @@ def smoke(stack: Path, out: Path | None, as_json: bool, rehearsal: bool) -> None
     Example:
       gpustack-compose smoke stacks/h100-idp.yaml
     """
+    from gpustack_compose.commands import smoke as smoke_cmd
+
     _guard(lambda output: smoke_cmd.run(stack, out, as_json, rehearsal, output))
 
 
@@ -375,6 +394,8 @@ def images(force: bool, vllm_cpu: bool) -> None:
     Example:
       gpustack-compose images
     """
+    from gpustack_compose.commands import images as images_cmd
+
     _guard(lambda output: images_cmd.run(force, vllm_cpu, output))
 
 
@@ -406,6 +427,8 @@ def lora_add(stack: Path, model: str, name: str, path: Path, out: Path | None, r
     Example:
       gpustack-compose lora add stacks/h100-idp.yaml qwen2.5-14b invoices adapters/invoices
     """
+    from gpustack_compose.commands import lora as lora_cmd
+
     _guard(lambda output: lora_cmd.run_add(stack, model, name, path, out, rehearsal, output))
 
 
@@ -422,4 +445,6 @@ def lora_remove(stack: Path, model: str, name: str, out: Path | None, rehearsal:
     Example:
       gpustack-compose lora remove stacks/h100-idp.yaml qwen2.5-14b invoices
     """
+    from gpustack_compose.commands import lora as lora_cmd
+
     _guard(lambda output: lora_cmd.run_remove(stack, model, name, out, rehearsal, output))

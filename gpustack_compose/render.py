@@ -9,15 +9,16 @@ name, path or argument can never inject YAML or compose interpolation.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
+import os
 import posixpath
 import re
 from pathlib import Path
 from typing import Any
 
 import jinja2
-import yaml
 
 from gpustack_compose import healthcheck
 from gpustack_compose.planner import ModelPlan, Plan
@@ -87,6 +88,8 @@ def compose_quote(value: object) -> Quoted:
 # because YAML parsers disagree on numbers -- Compose's (go-yaml) reads ``08``
 # as the integer 8, PyYAML (YAML 1.1) as the string "08".
 _SAFE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+# Words a YAML 1.1 parser reads as booleans or null (YAML 1.2 keeps fewer).
+_YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
 
 
 def safe_key(value: object) -> Quoted:
@@ -95,7 +98,7 @@ def safe_key(value: object) -> Quoted:
     ``08`` or ``true`` would otherwise become an integer or a boolean key."""
     if not isinstance(value, str):
         raise jinja2.TemplateError(f"not a string key: {value!r}")
-    if _SAFE_KEY.match(value) and yaml.safe_load(f"{value}: x") == {value: "x"}:
+    if _SAFE_KEY.match(value) and value.lower() not in _YAML_WORDS:
         return Quoted(value)
     return yaml_quote(value)
 
@@ -149,10 +152,36 @@ def templates_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "templates"
 
 
+class _QuietBytecodeCache(jinja2.FileSystemBytecodeCache):
+    """Compiled templates kept between runs (compiling them is a fifth of a
+    render's time); keyed by the template's source checksum, so an edited
+    template is never served stale. A cache that cannot be written is skipped."""
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError, ValueError, EOFError):
+            super().load_bytecode(bucket)
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError):
+            super().dump_bytecode(bucket)
+
+
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    # the same folder as runtime.images.cache_dir(), without importing the runtime
+    root = Path(os.environ.get("GSC_CACHE_DIR") or Path.home() / ".cache" / "gpustack-compose")
+    directory = root / "jinja"
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except (OSError, RuntimeError):  # RuntimeError: no home directory
+        return None
+    return _QuietBytecodeCache(str(directory))
+
+
 @functools.cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
+        bytecode_cache=_bytecode_cache(),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,

@@ -52,6 +52,7 @@ def write(out_dir: Path, files: Mapping[str, str]) -> list[FileState]:
     """Bring ``out_dir`` to ``files``; returns what happened to each file."""
     states = compare(out_dir, files)
     changed = [s for s in states if s.status != "identical"]
+    _remove_stale_temps(out_dir, files)
     staged: list[tuple[str, Path]] = []
     try:
         for state in changed:
@@ -73,6 +74,15 @@ def write(out_dir: Path, files: Mapping[str, str]) -> list[FileState]:
         for temp, _ in staged:
             Path(temp).unlink(missing_ok=True)
     return states
+
+
+def _remove_stale_temps(out_dir: Path, files: Mapping[str, str]) -> None:
+    """Temporary files of a render that was killed (SIGKILL, power loss)
+    before it could clean up: never a target, so safe to delete."""
+    for folder in {(out_dir / rel).parent for rel in files}:
+        if folder.is_dir():
+            for leftover in folder.glob(TEMP_PREFIX + "*"):
+                leftover.unlink(missing_ok=True)
 
 
 def unified_diff(out_dir: Path, states: list[FileState]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from gpustack_compose.runtime.state import Probe, ServiceState, iso, parse_time
@@ -154,3 +155,18 @@ def test_docker_time_parsing() -> None:
     assert parse_time("2026-11-23T18:08:11Z") == datetime(2026, 11, 23, 18, 8, 11, tzinfo=UTC)
     assert parse_time("2026-11-23T18:08:11.5+01:00") == datetime(2026, 11, 23, 17, 8, 11, 500000, tzinfo=UTC)
     assert iso(parse_time("2026-11-23T18:08:11.123456789Z")) == "2026-11-23T18:08:11.123Z"
+
+
+def test_a_container_stopped_before_this_boot_is_waiting_not_failed() -> None:
+    """`up` on a stack whose model was stopped by hand: Compose will start it
+    again; its old exit is not this boot's failure."""
+    watch = BootWatch(CHAIN[:1], since=at(100))
+    stopped = replace(state("a", status="exited", health="unhealthy", exit_code=0), finished_at=at(50))
+    watch.observe({"a": stopped}, at(101))
+    assert phase(watch, "a") == Phase.WAITING and watch.tracks["a"].started_at is None
+    watch.observe({"a": state("a", started=102)}, at(103))
+    assert phase(watch, "a") == Phase.STARTING and watch.tracks["a"].started_at == at(102)
+    # an exit during this boot is a failure
+    crashed = replace(state("a", status="exited", exit_code=1, started=102), finished_at=at(104))
+    watch.observe({"a": crashed}, at(105))
+    assert phase(watch, "a") == Phase.FAILED

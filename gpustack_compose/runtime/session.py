@@ -115,7 +115,7 @@ def boot(
     timeout_s: float,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> BootResult:
-    watch = BootWatch(chain)
+    watch = BootWatch(chain, since=clock())
     display = Display(output, f"booting {project}")
     process = compose.start(
         ["--project-directory", str(project_dir), "up", "-d", "--remove-orphans"],

@@ -88,6 +88,9 @@ def _round(value: float | None) -> float | None:
 @dataclass
 class BootWatch:
     links: list[Link]
+    # When this boot began: a container that exited before it (stopped by
+    # hand, or from an earlier run) is about to be started by Compose, not failed.
+    since: datetime | None = None
     tracks: dict[str, Track] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -107,7 +110,7 @@ class BootWatch:
         return changes
 
     def _update(self, track: Track, state: ServiceState | None, now: datetime) -> None:
-        if state is None or state.status == "created":
+        if state is None or state.status == "created" or self._exited_before_this_boot(state):
             track.phase = Phase.WAITING
             return
         if track.container_id != state.container_id:
@@ -135,6 +138,14 @@ class BootWatch:
             track.phase = Phase.LOADING
         else:
             track.phase = Phase.STARTING
+
+    def _exited_before_this_boot(self, state: ServiceState) -> bool:
+        return (
+            self.since is not None
+            and state.status in ("exited", "dead")
+            and state.finished_at is not None
+            and state.finished_at < self.since
+        )
 
     def describe(self, service: str, now: datetime) -> str:
         track = self.tracks[service]

@@ -1,0 +1,230 @@
+"""The reliability suite: hostile stack files, interrupted writes, and the
+security defaults of every rendered stack."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gpustack_compose.loader import load_stack
+from gpustack_compose.planner import plan_stack
+from gpustack_compose.render import render
+from tests.conftest import run_cli, tree, write
+
+REPO = Path(__file__).resolve().parent.parent
+GPU = "gpus: [{index: 0, type: H100-80GB}]\n"
+GOOD = f"name: s\n{GPU}models:\n  - {{name: a, model: Qwen/Qwen3-8B, memory: 0.5, max_model_len: 8192}}\n"
+
+
+def model(fields: str) -> str:
+    """A one-model stack whose model has ``fields`` (flow-mapping text)."""
+    return f"name: s\n{GPU}models:\n  - {{name: a, model: Qwen/Qwen3-8B, memory: 0.5, max_model_len: 8192, {fields}}}\n"
+
+
+def stack(top: str) -> str:
+    """A valid stack with ``top`` appended at the top level."""
+    return GOOD + top
+
+
+def gpus(text: str) -> str:
+    return f"name: s\ngpus: {text}\nmodels:\n  - {{name: a, model: Qwen/Qwen3-8B, memory: 0.5, max_model_len: 8192}}\n"
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+# (id, stack file text, what the one error line must say)
+CORPUS: list[tuple[str, str, str]] = [
+    # types and ranges
+    ("huge max_model_len", model("max_model_len: 99999999999999999999"), "models[0].max_model_len"),
+    ("negative size", model("memory: -5GiB").replace("memory: 0.5, ", ""), "models[0].memory"),
+    ("zero size", model("memory: 0GiB").replace("memory: 0.5, ", ""), "models[0].memory: '0GiB' is not a positive"),
+    ("infinite fraction", model("memory: 1e400").replace("memory: 0.5, ", ""), "models[0].memory"),
+    ("nan fraction", model("memory: .nan").replace("memory: 0.5, ", ""), "models[0].memory"),
+    ("negative max_num_seqs", model("max_num_seqs: -1"), "models[0].max_num_seqs: -1 must be >= 1"),
+    ("zero max_num_seqs", model("max_num_seqs: 0"), "models[0].max_num_seqs"),
+    ("float max_num_seqs", model("max_num_seqs: 1.5"), "models[0].max_num_seqs: expected an integer"),
+    ("string number", model("max_num_batched_tokens: '8192'"), "models[0].max_num_batched_tokens: expected an"),
+    ("bool as number", model("max_num_seqs: true"), "models[0].max_num_seqs"),
+    ("boot timeout too short", model("boot_timeout_s: 5"), "models[0].boot_timeout_s: 5 must be >= 10"),
+    ("string bool", model("enforce_eager: 'yes'"), "models[0].enforce_eager: expected true or false"),
+    ("int bool", model("trust_remote_code: 1"), "models[0].trust_remote_code: expected true or false"),
+    ("unknown dtype", model("dtype: int4"), "models[0].dtype: 'int4' is not one of"),
+    ("unknown quantization", model("quantization: magic"), "models[0].quantization: 'magic' is not one of"),
+    ("unknown kv_cache", model("kv_cache: dynamic"), "models[0].kv_cache: 'dynamic' is not one of"),
+    ("bad shm size", model("shm_size: 2 tb"), "models[0].shm_size"),
+    ("max_lora_rank not allowed", model("max_lora_rank: 7"), "models[0].max_lora_rank: 7 is not one of"),
+    ("max_loras without adapters", model("max_loras: 2"), "models[0].max_loras: is set but"),
+    # names, references, injection
+    ("unicode name", model("").replace("name: a,", "name: モデル,"), "models[0].name"),
+    ("shell metacharacters in name", model("").replace("name: a,", "name: 'a;rm -rf /',"), "models[0].name"),
+    ("command substitution in name", model("").replace("name: a,", "name: '$(whoami)',"), "models[0].name"),
+    ("backtick in name", model("").replace("name: a,", "name: '`id`',"), "models[0].name"),
+    ("newline in name", model("").replace("name: a,", 'name: "a\\nb",'), "models[0].name"),
+    ("RTL override in name", model("").replace("name: a,", 'name: "a\\u202eb",'), "models[0].name"),
+    ("leading dash in name", model("").replace("name: a,", "name: -a,"), "models[0].name"),
+    ("name too long", model("").replace("name: a,", f"name: {'a' * 64},"), "models[0].name"),
+    ("upper-case name", model("").replace("name: a,", "name: Qwen,"), "models[0].name"),
+    ("reserved service name", model("").replace("name: a,", "name: litellm,"), "is reserved for the proxy"),
+    ("space in model reference", model("").replace("Qwen/Qwen3-8B", "'Qwen/Qwen3 8B'"), "models[0].model"),
+    ("NUL in model reference", model("").replace("Qwen/Qwen3-8B", '"Qwen/\\0x"'), "models[0].model"),
+    ("space in image", model("image: 'vllm/vllm openai'"), "models[0].image"),
+    ("interpolation in image", model("image: 'vllm/${TAG}'"), "models[0].image"),
+    ("env key with dash", model("env: {BAD-KEY: x}"), "models[0].env: 'BAD-KEY' is not an environment variable"),
+    ("NUL in env value", model('env: {X: "a\\0b"}'), "models[0].env: the value of X contains a NUL byte"),
+    ("newline in extra_args", model('extra_args: ["--x\\n--y"]'), "models[0].extra_args"),
+    ("managed flag", model("extra_args: [--port, '9000']"), "models[0].extra_args[0]: --port is set by"),
+    ("managed flag with =", model("extra_args: ['--tensor-parallel-size=2']"), "--tensor-parallel-size is set by"),
+    ("stack name with capitals", GOOD.replace("name: s", "name: Stack"), "name: 'Stack' is not a valid stack name"),
+    ("stack name too long", GOOD.replace("name: s", f"name: {'s' * 41}"), "is not a valid stack name"),
+    # LoRA paths
+    ("LoRA path traversal", model("loras: [{name: x, path: ../../etc}]"), "models[0].loras[0].path"),
+    ("LoRA absolute path", model("loras: [{name: x, path: /etc/passwd}]"), "is absolute"),
+    ("LoRA home path", model("loras: [{name: x, path: ~root}]"), "is absolute"),
+    ("LoRA path and repo", model("loras: [{name: x, path: a, repo: o/r}]"), "needs exactly one of path"),
+    ("LoRA bad repo", model("loras: [{name: x, repo: 'not a repo'}]"), "models[0].loras[0].repo"),
+    ("LoRA rank above 512", model("loras: [{name: x, repo: o/r, rank: 1000}]"), "models[0].loras[0].rank"),
+    ("runtime dir absolute", model("runtime_loras: {dir: /srv}"), "models[0].runtime_loras.dir"),
+    # GPUs
+    ("negative gpu", model("gpu: -1"), "models[0].gpu: -1 must be >= 0"),
+    ("gpu above 63", model("gpu: 64"), "models[0].gpu: 64 must be <= 63"),
+    ("gpu as string", model("gpu: '0'"), "models[0].gpu: expected an integer"),
+    ("gpu as bool", model("gpu: true"), "models[0].gpu"),
+    ("too many GPUs", gpus("{count: 100, type: L4}"), "gpus.count: 100 must be <= 64"),
+    ("unknown key in gpus", gpus("{count: 2, type: L4, colour: red}"), "gpus.colour: unknown key"),
+    ("GPU index not a number", gpus("[{index: zero, type: L4}]"), "gpus[0].index: expected an integer"),
+    ("negative GPU memory", gpus("[{index: 0, memory_gib: -80}]"), "gpus[0].memory_gib: -80 must be > 0"),
+    ("zero GPU memory", gpus("[{index: 0, memory_gib: 0}]"), "gpus[0].memory_gib"),
+    ("huge reserve", gpus("[{index: 0, type: L4, reserve_gib: 1.0e+9}]"), "gpus[0].reserve_gib"),
+    ("unknown boot mode", gpus("[{index: 0, type: L4, boot: fast}]"), "gpus[0].boot: 'fast' is not one of"),
+    # top level and proxy
+    ("proxy port zero", stack("proxy: {port: 0}\n"), "proxy.port: 0 must be >= 1"),
+    ("proxy host name", stack("proxy: {host: localhost}\n"), "proxy.host: 'localhost' is not an IP address"),
+    ("proxy host injection", stack("proxy: {host: '0.0.0.0; rm'}\n"), "proxy.host"),
+    ("zero workers", stack("proxy: {workers: 0}\n"), "proxy.workers: 0 must be >= 1"),
+    ("version 2", stack("version: 2\n"), "version: 2 is not one of"),
+    ("unknown top-level key", stack("servicez: {}\n"), "servicez: unknown key"),
+    ("extra compose keys", stack("services: {evil: {image: x}}\n"), "services: unknown key"),
+    ("engine version word", stack("docker: {min_engine: latest}\n"), "docker.min_engine: 'latest' is not a version"),
+    ("image with space", stack("images: {vllm: 'has space'}\n"), "images.vllm"),
+    ("models as mapping", f"name: s\n{GPU}models: {{a: b}}\n", "models: expected a list"),
+    ("models null", f"name: s\n{GPU}models:\n", "models: expected a list"),
+    ("arch negative params", model("arch: {params_b: -1}").replace("Qwen/Qwen3-8B", "org/custom"), "arch.params_b"),
+    ("arch incomplete", model("arch: {params_b: 1}").replace("Qwen/Qwen3-8B", "org/custom"), "models[0].arch"),
+    # YAML itself
+    ("duplicate top-level key", GOOD + "name: t\n", "duplicate key 'name'"),
+    ("python object tag", "!!python/object/apply:os.system ['id']\n", "s.yaml:1:1:"),
+    ("custom tag", GOOD.replace("memory: 0.5", "memory: !fraction 0.5"), "s.yaml:"),
+    ("alias bomb", BOMB, "s.yaml:"),
+    ("merge key", "base: &b {name: s}\n<<: *b\n" + GOOD.split("\n", 1)[1], "s.yaml:"),
+    ("tab indentation", GOOD.replace("  - {", "\t- {"), "s.yaml:"),
+    ("scalar document", "just a string\n", "the top level must be a mapping"),
+]
+
+
+def test_the_corpus_is_large_and_distinct() -> None:
+    assert len(CORPUS) >= 60
+    assert len({text for _, text, _ in CORPUS}) == len(CORPUS)
+
+
+@pytest.mark.parametrize(("text", "expected"), [(t, e) for _, t, e in CORPUS], ids=[c[0] for c in CORPUS])
+def test_hostile_stack_is_one_line_exit_1_and_nothing_changes(tmp_path: Path, text: str, expected: str) -> None:
+    write(tmp_path / "s.yaml", GOOD)
+    assert run_cli(["render", "s.yaml"], tmp_path).code == 0
+    before = tree(tmp_path / "compose")
+    write(tmp_path / "s.yaml", text)
+    for command in (["render", "s.yaml"], ["plan", "s.yaml"], ["check", "s.yaml"]):
+        result = run_cli(command, tmp_path)
+        assert result.code == 1, (command, result.stdout, result.stderr)
+        assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+        assert expected in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert tree(tmp_path / "compose") == before
+
+
+# --- interrupted writes ----------------------------------------------------------
+
+KILL_AFTER_FSYNCS = """
+import os, signal, sys
+calls = 0
+kill_at = int(sys.argv[1])
+real_fsync = os.fsync
+def fsync(fd):
+    global calls
+    calls += 1
+    real_fsync(fd)
+    if calls == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)  # as if the machine lost power here
+os.fsync = fsync
+from gpustack_compose.cli import main
+sys.argv = ["gpustack-compose", "render", "s.yaml"]
+main()
+"""
+
+
+@pytest.mark.parametrize("killed_after", [1, 2, 3])  # 3: every temp file written, none renamed yet
+def test_a_render_killed_midway_leaves_the_previous_output_intact(tmp_path: Path, killed_after: int) -> None:
+    write(tmp_path / "s.yaml", GOOD)
+    assert run_cli(["render", "s.yaml"], tmp_path).code == 0
+    before = tree(tmp_path / "compose")
+    # three rendered files change with the fraction and the model
+    write(tmp_path / "s.yaml", GOOD.replace("memory: 0.5", "memory: 0.4").replace("Qwen3-8B", "Qwen3-4B"))
+    script = write(tmp_path / "kill.py", KILL_AFTER_FSYNCS)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, str(script), str(killed_after)], cwd=tmp_path, env=env,
+                          capture_output=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == -signal.SIGKILL
+    after = tree(tmp_path / "compose")
+    rendered = {k: v for k, v in after.items() if ".gsc-tmp-" not in k}
+    assert rendered == before  # no target touched: the temp files were still being written
+    assert any(".gsc-tmp-" in k for k in after)  # what the killed process left behind
+    # the next render cleans up and completes
+    assert run_cli(["render", "s.yaml"], tmp_path).code == 0
+    final = tree(tmp_path / "compose")
+    assert not any(".gsc-tmp-" in k for k in final)
+    assert run_cli(["check", "s.yaml"], tmp_path).code == 0
+
+
+# --- security defaults, on every rendered stack ------------------------------------
+
+
+def every_stack() -> list[Path]:
+    return [*sorted((REPO / "tests" / "golden").glob("*/stack.yaml")), *sorted((REPO / "stacks").glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("path", every_stack(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_security_defaults(path: Path) -> None:
+    spec = load_stack(path)
+    files = render(spec, plan_stack(spec), "stack.yaml")
+    compose: dict[str, Any] = yaml.safe_load(files["docker-compose.yml"])
+    for name, service in compose["services"].items():
+        assert service["security_opt"] == ["no-new-privileges:true"], name
+        assert "privileged" not in service and "cap_add" not in service and "network_mode" not in service
+        assert "pid" not in service and "ipc" not in service
+        if service["labels"]["gpustack-compose.role"] == "model":
+            assert "ports" not in service, f"{name}: a model port is published"
+            assert all(v.get("read_only") for v in service["volumes"] if v["type"] == "bind"), name
+            assert service["environment"]["HF_TOKEN"] == "${HF_TOKEN:-}"
+    proxy = compose["services"]["litellm"]
+    (port,) = proxy["ports"]
+    assert port["host_ip"] == spec.proxy.host
+    if "host" not in spec.proxy.model_fields_set:
+        assert port["host_ip"] == "127.0.0.1"  # only on the network when the stack file says so
+    assert proxy["environment"]["LITELLM_MASTER_KEY"].startswith("${LITELLM_MASTER_KEY:?")
+    litellm = yaml.safe_load(files["litellm/config.yaml"])
+    assert litellm["general_settings"]["master_key"] == "os.environ/LITELLM_MASTER_KEY"
+    # no secret-looking value in any rendered file, only variable names
+    for name, text in files.items():
+        for secret in (r"sk-[A-Za-z0-9_-]{8,}", r"hf_[A-Za-z0-9]{8,}", "BEGIN [A-Z ]*PRIVATE KEY", r"password\s*[:=]"):
+            assert not re.search(secret, text), (name, secret)
+    env_example = files[".env.example"]
+    assert all(line.startswith("#") or line.endswith("=") or not line for line in env_example.splitlines())
