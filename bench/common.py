@@ -7,6 +7,8 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,3 +162,32 @@ def load(
     for thread in threads:
         thread.join()
     return Load(latencies, failures, time.perf_counter() - started)
+
+
+@contextmanager
+def running_rehearsal(name: str, stack_text: str, load_s: float = 1) -> Iterator[Any]:
+    """A rehearsal of ``stack_text`` booted with the product's own session code
+    (proxy routing every model), torn down on exit; yields the session."""
+    import tempfile
+
+    from gpustack_compose.commands import lifecycle
+    from gpustack_compose.console import Output
+
+    output = Output()
+    with tempfile.TemporaryDirectory(prefix=f"gsc-bench-{name}-") as tmp:
+        work = Path(tmp)
+        (work / ".git").mkdir()  # the project root adapters are checked against
+        (work / f"{name}.yaml").write_text(stack_text)
+        settings = lifecycle.RehearsalSettings(load_s=load_s)
+        s = lifecycle.open_session(work / f"{name}.yaml", work / "out", output, rehearsal=settings)
+        try:
+            lifecycle.boot_and_wait(s, None, output)
+            yield s
+        finally:
+            lifecycle.teardown_rehearsal(s)
+
+
+def service_container(s: Any, service: str) -> Any:
+    """The running container of a compose service in a session's project."""
+    labels = [f"com.docker.compose.project={s.target.project}", f"com.docker.compose.service={service}"]
+    return s.view.client.containers.list(filters={"label": labels})[0]

@@ -6,16 +6,13 @@ to show what the rendered settings buy. Everything on one rehearsal."""
 
 from __future__ import annotations
 
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.common import Load, Section, load
+from bench.common import Load, Section, load, running_rehearsal, service_container
 from gpustack_compose.commands import lifecycle
-from gpustack_compose.console import Output
 from gpustack_compose.render import PROXY_PORT
 
 COUNTS = {1: 300, 32: 1600}
@@ -28,14 +25,8 @@ proxy: {workers: 2}
 """
 
 
-def _container(s: lifecycle.Session, service: str) -> Any:
-    found = s.view.client.containers.list(filters={"label": [f"com.docker.compose.project={s.target.project}",
-                                                             f"com.docker.compose.service={service}"]})  # fmt: skip
-    return found[0]
-
-
 def _default_litellm(s: lifecycle.Session, image: str) -> Any:
-    proxy = _container(s, "litellm")
+    proxy = service_container(s, "litellm")
     network = next(iter(proxy.attrs["NetworkSettings"]["Networks"]))
     config = str((s.out_dir / "litellm" / "config.yaml").resolve())
     return s.view.client.containers.run(
@@ -74,24 +65,15 @@ def _published(container: Any) -> str:
 
 def run() -> Section:
     section = Section("Proxy overhead: through the rendered LiteLLM proxy vs straight to the engine (issue 9)")
-    output = Output()
     results: dict[tuple[str, int], Load] = {}
-    with tempfile.TemporaryDirectory(prefix="gsc-bench-proxy-") as tmp:
-        work = Path(tmp)
-        (work / ".git").mkdir()
-        (work / "proxy.yaml").write_text(STACK)
-        s = lifecycle.open_session(work / "proxy.yaml", work / "out", output,
-                                   rehearsal=lifecycle.RehearsalSettings(load_s=1))  # fmt: skip
-        defaults = None
+    with running_rehearsal("proxy", STACK) as s:
+        model = service_container(s, "m")
+        ip = next(iter(model.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+        defaults = _default_litellm(s, service_container(s, "litellm").image.tags[0])
         try:
-            lifecycle.boot_and_wait(s, None, output)
-            model = _container(s, "m")
-            ip = next(iter(model.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
-            proxy_image = _container(s, "litellm").image.tags[0]
-            defaults = _default_litellm(s, proxy_image)
             targets = {
                 "straight to the engine": (f"http://{ip}:8000", None),
-                "rendered proxy (2 gunicorn workers)": (_published(_container(s, "litellm")), s.key),
+                "rendered proxy (2 gunicorn workers)": (_published(service_container(s, "litellm")), s.key),
                 "LiteLLM defaults (1 uvicorn worker)": (_published(defaults), s.key),
             }
             for url, key in targets.values():
@@ -104,9 +86,7 @@ def run() -> Section:
                     results[(label, concurrency)] = load(f"{url}/v1/chat/completions", "m", concurrency, count,
                                                          headers)  # fmt: skip
         finally:
-            if defaults is not None:
-                defaults.remove(force=True)
-            lifecycle.teardown_rehearsal(s)
+            defaults.remove(force=True)
     section.add("One simulated vLLM server (answers at once, so the numbers are the proxy's own cost); "
                 "the load generator runs on the same 2-core host, from 127.0.0.1.")  # fmt: skip
     section.add("")

@@ -5,12 +5,7 @@ replaces its workers. Reports requests sent, failed, and recycles observed
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
-from bench.common import Section, load
-from gpustack_compose.commands import lifecycle
-from gpustack_compose.console import Output
+from bench.common import Section, load, running_rehearsal, service_container
 
 MAX_REQUESTS = 100
 REQUESTS = 3000
@@ -26,24 +21,12 @@ proxy: {{workers: 2, max_requests_before_restart: {MAX_REQUESTS}}}
 
 def run() -> Section:
     section = Section("Worker recycling under load: no request lost (issue 9)")
-    output = Output()
-    with tempfile.TemporaryDirectory(prefix="gsc-bench-recycle-") as tmp:
-        work = Path(tmp)
-        (work / ".git").mkdir()
-        (work / "recycle.yaml").write_text(STACK)
-        s = lifecycle.open_session(work / "recycle.yaml", work / "out", output,
-                                   rehearsal=lifecycle.RehearsalSettings(load_s=1))  # fmt: skip
-        try:
-            lifecycle.boot_and_wait(s, None, output)
-            labels = [f"com.docker.compose.project={s.target.project}", "com.docker.compose.service=litellm"]
-            proxy = s.view.client.containers.list(filters={"label": labels})[0]
-            url = f"{s.report['proxy']['url']}/v1/chat/completions"
-            auth = {"Authorization": f"Bearer {s.key}"}
-            bare = load(url, "m", CONCURRENCY, REQUESTS, auth)
-            retried = load(url, "m", CONCURRENCY, REQUESTS, auth, retries=2)
-            log = proxy.logs().decode(errors="replace")
-        finally:
-            lifecycle.teardown_rehearsal(s)
+    with running_rehearsal("recycle", STACK) as s:
+        url = f"{s.report['proxy']['url']}/v1/chat/completions"
+        auth = {"Authorization": f"Bearer {s.key}"}
+        bare = load(url, "m", CONCURRENCY, REQUESTS, auth)
+        retried = load(url, "m", CONCURRENCY, REQUESTS, auth, retries=2)
+        log = service_container(s, "litellm").logs().decode(errors="replace")
     booted = log.count("Booting worker with pid")
     recycles = booted - 2  # every worker booted after the first two replaced a recycled one
     section.add(f"Rendered proxy, 2 gunicorn workers, `max_requests_before_restart: {MAX_REQUESTS}`; {REQUESTS} "
