@@ -35,8 +35,8 @@ fmt: install ## apply ruff's formatting and fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-render: install ## render every stack in stacks/ into compose/ (and the GitOps example's)
-	@for s in $(STACKS); do $(PY) -m gpustack_compose render $$s || exit 1; done
+render: install ## render every stack in stacks/ into compose/ (compose files and the k8s/ base; and the GitOps example's)
+	@for s in $(STACKS); do $(PY) -m gpustack_compose render $$s --target all || exit 1; done
 	cd examples/gitops && ../../$(PY) -m gpustack_compose render stacks/idp.yaml
 
 check: install ## fail (exit 3) if any committed compose/ output is stale
@@ -51,7 +51,7 @@ dist: install ## build the wheel and sdist into dist/ (templates and image conte
 
 golden: install ## regenerate tests/golden/*/expected with the tool itself
 	@for d in tests/golden/*/; do \
-	  $(PY) -m gpustack_compose render $$d/stack.yaml -o $$d/expected || exit 1; done
+	  $(PY) -m gpustack_compose render $$d/stack.yaml -o $$d/expected --target all || exit 1; done
 
 images: install ## build the rehearsal images locally: simulator, LiteLLM, real vLLM CPU (cached by content hash)
 	$(PY) -m gpustack_compose images --vllm-cpu

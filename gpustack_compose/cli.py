@@ -23,6 +23,7 @@ from gpustack_compose.console import Output
 from gpustack_compose.errors import EXIT_INVALID, GscError
 
 if TYPE_CHECKING:
+    from gpustack_compose.commands.common import Target
     from gpustack_compose.rehearsal import Engine
 
 T = TypeVar("T")
@@ -35,6 +36,16 @@ OUT = click.option(
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
     help="Output folder (default: compose/<stack name>/).",
+)
+
+
+TARGET = click.option(
+    "--target",
+    type=click.Choice(["auto", "compose", "kubernetes", "all"]),
+    default="auto",
+    show_default=True,
+    help="What to render: docker-compose files, the Kubernetes kustomize base in k8s/, or both. "
+    "auto: compose, plus k8s/ when it was rendered before.",
 )
 
 
@@ -88,16 +99,19 @@ def main() -> None:
 @main.command()
 @STACK
 @OUT
-def render(stack: Path, out: Path | None) -> None:
-    """Write docker-compose.yml, litellm/config.yaml, .env.example, PLAN.md and vram.svg.
+@TARGET
+def render(stack: Path, out: Path | None, target: Target) -> None:
+    """Write docker-compose.yml, litellm/config.yaml, .env.example, PLAN.md and vram.svg;
+    with --target kubernetes, a kustomize base in k8s/ (apply with kubectl apply -k).
 
     \b
     Example:
       gpustack-compose render stacks/h100-idp.yaml   # -> compose/idp/
+      gpustack-compose render stacks/h100-idp.yaml --target kubernetes   # -> compose/idp/k8s/
     """
     from gpustack_compose.commands import render as render_cmd
 
-    _guard(lambda output: render_cmd.run(stack, out, output))
+    _guard(lambda output: render_cmd.run(stack, out, output, target))
 
 
 @main.command()
@@ -125,7 +139,8 @@ def plan(stack: Path, as_json: bool, svg: Path | None) -> None:
 @main.command()
 @click.argument("stacks", nargs=-1, type=click.Path(path_type=Path, dir_okay=True, exists=False))
 @OUT
-def check(stacks: tuple[Path, ...], out: Path | None) -> None:
+@TARGET
+def check(stacks: tuple[Path, ...], out: Path | None, target: Target) -> None:
     """Exit 3 with a diff if the rendered files of STACKS are stale.
 
     With no STACKS, every stack file in stacks/ is checked (the pre-commit
@@ -138,13 +153,14 @@ def check(stacks: tuple[Path, ...], out: Path | None) -> None:
     """
     from gpustack_compose.commands import check as check_cmd
 
-    _guard(lambda output: check_cmd.run(stacks, out, output))
+    _guard(lambda output: check_cmd.run(stacks, out, output, target))
 
 
 @main.command()
 @STACK
 @OUT
-def diff(stack: Path, out: Path | None) -> None:
+@TARGET
+def diff(stack: Path, out: Path | None, target: Target) -> None:
     """Show what a render would change: a per-service summary, then the diff.
 
     Writes nothing and exits 0 (use check to fail on drift); the text is what
@@ -156,7 +172,7 @@ def diff(stack: Path, out: Path | None) -> None:
     """
     from gpustack_compose.commands import diff as diff_cmd
 
-    _guard(lambda output: diff_cmd.run(stack, out, output))
+    _guard(lambda output: diff_cmd.run(stack, out, output, target))
 
 
 @main.command()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-_STATUS_STYLE = {"create": "green", "update": "yellow", "identical": "dim"}
+_STATUS_STYLE = {"create": "green", "update": "yellow", "delete": "red", "identical": "dim"}
 
 
 def _styled(stream: Any) -> bool:

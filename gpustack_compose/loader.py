@@ -48,6 +48,10 @@ class LoadedYaml:
     marks: dict[Path_, Mark]
 
 
+# Mappings keyed by a GPU index (``nodes: {0: gpu-node-a}``): integer keys allowed.
+INT_KEYED: frozenset[Path_] = frozenset({("kubernetes", "nodes"), ("kubernetes", "gpu_uuids")})
+
+
 class _Builder:
     def __init__(self, loader: yaml.SafeLoader, source: str) -> None:
         self.loader = loader
@@ -69,11 +73,12 @@ class _Builder:
         self.marks[path] = Mark(node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.MappingNode):
             self.loader.flatten_mapping(node)  # resolves `<<` merge keys
-            result: dict[str, Any] = {}
+            result: dict[str | int, Any] = {}
             for key_node, value_node in node.value:
                 key = self.loader.construct_object(key_node, deep=True)
                 where = format_path(path) or "the top level"
-                if not isinstance(key, str):
+                int_key = path in INT_KEYED and isinstance(key, int) and not isinstance(key, bool)
+                if not isinstance(key, str) and not int_key:
                     raise self.fail(key_node, f"{where}: key {key!r} is not a string")
                 if key in result:
                     raise self.fail(key_node, f"{format_path((*path, key))}: duplicate key {key!r}")

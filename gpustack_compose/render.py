@@ -87,7 +87,7 @@ def compose_quote(value: object) -> Quoted:
 # Plain keys start with a letter or underscore: a leading digit is quoted,
 # because YAML parsers disagree on numbers -- Compose's (go-yaml) reads ``08``
 # as the integer 8, PyYAML (YAML 1.1) as the string "08".
-_SAFE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_SAFE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]*$")
 # Words a YAML 1.1 parser reads as booleans or null (YAML 1.2 keeps fewer).
 _YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
 
@@ -101,6 +101,30 @@ def safe_key(value: object) -> Quoted:
     if _SAFE_KEY.match(value) and value.lower() not in _YAML_WORDS:
         return Quoted(value)
     return yaml_quote(value)
+
+
+_BLOCK_LINE = re.compile(r"^[\x20-\x7e]*$")
+
+
+def literal_block(value: object, indent: int) -> Quoted:
+    """Multi-line text as a YAML literal block (``|``) indented by ``indent``
+    spaces, so a ConfigMap's file reads as the file. Text a block cannot carry
+    verbatim (non-ASCII, tabs, trailing spaces, leading blanks, no final newline)
+    falls back to one double-quoted scalar, which can carry anything."""
+    text = str(value)
+    lines = text.split("\n")
+    verbatim = (
+        text.endswith("\n")
+        and not text.endswith("\n\n")
+        and lines[0].strip() != ""
+        and not lines[0].startswith(" ")
+        and all(_BLOCK_LINE.match(line) and not line.endswith(" ") for line in lines)
+    )
+    if not verbatim:
+        return yaml_quote(text)
+    pad = " " * indent
+    body = "\n".join(pad + line if line else "" for line in lines[:-1])
+    return Quoted("|\n" + body)
 
 
 def markdown_cell(value: object) -> Quoted:
@@ -201,6 +225,7 @@ def environment() -> jinja2.Environment:
         seconds=_seconds,
         xml=xml_text,
         px=_pixels,
+        block=literal_block,
     )
     return env
 
@@ -244,6 +269,23 @@ def _relative_to_output(stack_dir: str, host_path: str) -> str:
     return joined if joined.startswith(("../", "/")) else "./" + joined
 
 
+def proxy_routes(stack: StackSpec, plan: Plan) -> list[dict[str, str]]:
+    """LiteLLM's model_list: one route per model and per LoRA adapter."""
+    specs = {m.name: m for m in stack.models}
+    routes = []
+    for model_plan in plan.models:
+        spec = specs[model_plan.name]
+        routes.append({"name": spec.name, "service": model_plan.service, "kind": "model"})
+        routes += [{"name": lora.name, "service": model_plan.service, "kind": "adapter"} for lora in spec.loras]
+    return routes
+
+
+def render_litellm_config(stack: StackSpec, plan: Plan, source: str) -> str:
+    """``litellm/config.yaml``; the Kubernetes target puts the same text in a ConfigMap."""
+    context = {"source": source, "routes": proxy_routes(stack, plan), "proxy": stack.proxy, "model_port": MODEL_PORT}
+    return environment().get_template("litellm-config.yaml.j2").render(context)
+
+
 def render_svg(plan: Plan, source: str) -> str:
     """``vram.svg``: each GPU as a bar of weights, KV cache, LoRA slots,
     overhead, reserve and free memory per model."""
@@ -258,11 +300,7 @@ def render(stack: StackSpec, plan: Plan, source: str) -> dict[str, str]:
     specs = {m.name: m for m in stack.models}
     model_services = [_model_service(stack, specs[m.name], m, stack_dir) for m in plan.boot_ordered()]
     proxy_timing = healthcheck.timing(stack.docker.min_engine, healthcheck.PROXY_START_PERIOD_S)
-    routes = []
-    for model_plan in plan.models:
-        spec = specs[model_plan.name]
-        routes.append({"name": spec.name, "service": model_plan.service, "kind": "model"})
-        routes += [{"name": lora.name, "service": model_plan.service, "kind": "adapter"} for lora in spec.loras]
+    routes = proxy_routes(stack, plan)
     runtime = [m.name for m in stack.models if m.runtime_loras is not None]
     context = {
         "stack": stack,
@@ -286,7 +324,7 @@ def render(stack: StackSpec, plan: Plan, source: str) -> dict[str, str]:
     }
     return {
         COMPOSE_FILE: env.get_template("docker-compose.yml.j2").render(context),
-        LITELLM_CONFIG: env.get_template("litellm-config.yaml.j2").render(context),
+        LITELLM_CONFIG: render_litellm_config(stack, plan, source),
         ENV_EXAMPLE: env.get_template("env.example.j2").render(context),
         PLAN_FILE: env.get_template("PLAN.md.j2").render(context),
         SVG_FILE: render_svg(plan, source),

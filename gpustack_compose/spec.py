@@ -454,6 +454,140 @@ class DockerSpec(_Strict):
         return value
 
 
+# Kubernetes object names: a Service name is a DNS-1035 label, and Secret,
+# PersistentVolumeClaim and node names are DNS-1123 subdomains.
+DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+# A label key (optional DNS prefix + "/" + name) and a label value.
+LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+ENV_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
+# A resource name such as nvidia.com/gpu or nvidia.com/gpu.shared.
+RESOURCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$")
+# A Kubernetes quantity of bytes (what a PVC size or emptyDir limit takes).
+BYTES_QUANTITY = re.compile(r"^[1-9][0-9]{0,15}(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")
+
+
+def _matching(pattern: re.Pattern[str], what: str) -> PlainValidator:
+    def check(value: object) -> str:
+        if not isinstance(value, str):
+            raise SpecValueError(f"{_describe(value)} is not a string")
+        if not pattern.match(value):
+            raise SpecValueError(f"{value!r} is not {what}")
+        return value
+
+    return PlainValidator(check)
+
+
+DnsLabel = Annotated[str, _matching(DNS_LABEL, "a DNS-1035 label ([a-z][-a-z0-9]*, at most 63)"),
+                     WithJsonSchema({"type": "string", "pattern": DNS_LABEL.pattern})]  # fmt: skip
+DnsName = Annotated[str, _matching(DNS_SUBDOMAIN, "a DNS-1123 name ([a-z0-9][-a-z0-9.]*)"),
+                    WithJsonSchema({"type": "string", "pattern": DNS_SUBDOMAIN.pattern})]  # fmt: skip
+EnvKey = Annotated[str, _matching(ENV_KEY, "a Secret key ([-._a-zA-Z0-9]+)"),
+                   WithJsonSchema({"type": "string", "pattern": ENV_KEY.pattern})]  # fmt: skip
+LabelValue = Annotated[str, _matching(LABEL_VALUE, "a label value (at most 63 of [-A-Za-z0-9_.])"),
+                       WithJsonSchema({"type": "string", "pattern": LABEL_VALUE.pattern})]  # fmt: skip
+BytesQuantity = Annotated[str, _matching(BYTES_QUANTITY, "a size like '200Gi'"),
+                          WithJsonSchema({"type": "string", "pattern": BYTES_QUANTITY.pattern})]  # fmt: skip
+
+
+class SecretRefSpec(_Strict):
+    """A key of a Secret that already exists in the namespace (never rendered)."""
+
+    name: DnsName
+    key: EnvKey
+
+
+class HfCacheSpec(_Strict):
+    """Where each model server keeps its Hugging Face downloads."""
+
+    claim: DnsName | None = Field(
+        default=None,
+        description="An existing PersistentVolumeClaim every model mounts (ReadWriteMany when models run on "
+        "several nodes). Default: one claim per model, rendered.",
+    )
+    size: BytesQuantity | None = Field(
+        default=None, description="Size of each rendered claim. Default: the model's weights x 1.25 + 5Gi."
+    )
+    storage_class: DnsName | None = Field(default=None, description="storageClassName of each rendered claim.")
+
+
+class KubernetesSpec(_Strict):
+    """How `render --target kubernetes` maps the plan onto a cluster."""
+
+    gpu_sharing: Literal["time-slicing", "hami"] = Field(
+        default="time-slicing",
+        description="How the cluster lets several pods share one GPU: the NVIDIA device plugin's time-slicing "
+        "(each pod asks for one replica of gpu_resource) or HAMi (each pod asks for its planned memory share).",
+    )
+    hami_memory: Literal["percent", "mib"] = Field(
+        default="percent",
+        description="HAMi only: ask for each model's memory as a whole percentage of the card "
+        "(nvidia.com/gpumem-percentage, the same manifests fit any card size) or in MiB (nvidia.com/gpumem, "
+        "exact; for cards packed so full that rounding up to whole percent would overflow them).",
+    )
+    gpu_resource: str = Field(
+        default="nvidia.com/gpu",
+        description="Extended resource a model pod requests per GPU (time-slicing with renameByDefault: "
+        "nvidia.com/gpu.shared).",
+        json_schema_extra={"pattern": RESOURCE_NAME.pattern},
+    )
+    nodes: dict[int, DnsName] = Field(
+        default_factory=dict,
+        description="Planned GPU index -> the node (kubernetes.io/hostname) its models run on. Time-slicing needs "
+        "one node per GPU when the stack has several.",
+    )
+    gpu_uuids: dict[int, str] = Field(
+        default_factory=dict,
+        description="HAMi only: planned GPU index -> the card's UUID (nvidia.com/use-gpuuuid), pinning every "
+        "model of that GPU to the same card.",
+    )
+    node_selector: dict[str, LabelValue] = Field(
+        default_factory=dict, description="Labels every model pod's node must have (e.g. nvidia.com/gpu.product)."
+    )
+    runtime_class: DnsName | None = Field(default=None, description="runtimeClassName of the model pods (e.g. nvidia).")
+    hf_cache: HfCacheSpec = Field(default_factory=HfCacheSpec)
+    adapters_claim: DnsName | None = Field(
+        default=None,
+        description="PersistentVolumeClaim holding the LoRA adapters given by path: one folder per adapter name, "
+        "runtime adapters under runtime/. Required when a model has such adapters.",
+    )
+    proxy_replicas: int = Field(default=1, ge=1, le=64, description="LiteLLM replicas (it is stateless).")
+    proxy_service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    master_key_secret: SecretRefSpec = Field(
+        default_factory=lambda: SecretRefSpec(name="litellm-master-key", key="LITELLM_MASTER_KEY"),
+        description="Secret key holding LiteLLM's master key.",
+    )
+    hf_token_secret: SecretRefSpec = Field(
+        default_factory=lambda: SecretRefSpec(name="hf-token", key="HF_TOKEN"),
+        description="Secret key holding the Hugging Face token (optional: the pods start without it).",
+    )
+    namespace: DnsLabel | None = Field(default=None, description="Namespace set by the kustomization.")
+
+    @field_validator("gpu_resource")
+    @classmethod
+    def _gpu_resource(cls, value: str) -> str:
+        if not RESOURCE_NAME.match(value):
+            raise SpecValueError(f"{value!r} is not a resource name like 'nvidia.com/gpu'")
+        return value
+
+    @field_validator("node_selector")
+    @classmethod
+    def _node_selector(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not LABEL_KEY.match(key):
+                raise SpecValueError(f"{key!r} is not a label key")
+        return value
+
+    @field_validator("gpu_uuids")
+    @classmethod
+    def _gpu_uuids(cls, value: dict[int, str]) -> dict[int, str]:
+        for uuid in value.values():
+            if not re.match(r"^GPU-[0-9a-fA-F-]{8,64}$", uuid):
+                raise SpecValueError(f"{uuid!r} is not a GPU UUID like 'GPU-0f95da43-eab5-...'")
+        return value
+
+
 class StackSpec(_Strict):
     """A gpustack-compose stack file, version 1."""
 
@@ -468,6 +602,7 @@ class StackSpec(_Strict):
     proxy: ProxySpec = Field(default_factory=ProxySpec)
     images: ImagesSpec = Field(default_factory=ImagesSpec)
     docker: DockerSpec = Field(default_factory=DockerSpec)
+    kubernetes: KubernetesSpec = Field(default_factory=KubernetesSpec)
 
     @property
     def cards(self) -> tuple[GpuSpec, ...]:

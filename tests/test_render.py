@@ -13,6 +13,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gpustack_compose.k8s.manifests import render_kubernetes
 from gpustack_compose.loader import load_stack
 from gpustack_compose.planner import plan_stack
 from gpustack_compose.render import COMPOSE_FILE, LITELLM_CONFIG, render
@@ -26,8 +27,10 @@ COMMITTED = sorted((REPO / "compose").glob("*/docker-compose.yml"))
 
 
 def golden_render(case: str) -> dict[str, str]:
+    """Both targets, as `make golden` writes them (``--target all``)."""
     stack = load_stack(GOLDEN / case / "stack.yaml")
-    return render(stack, plan_stack(stack), "../stack.yaml")
+    plan = plan_stack(stack)
+    return {**render(stack, plan, "../stack.yaml"), **render_kubernetes(stack, plan, "../../stack.yaml")}
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpustack_compose.commands.common import load_and_plan, output_dir, rendered_files
+from gpustack_compose.commands.common import Target, load_and_plan, output_dir, owned_dirs, rendered_files
 from gpustack_compose.console import Output
 from gpustack_compose.errors import EXIT_DRIFT, DriftError, GscError
 from gpustack_compose.writer import compare, unified_diff
@@ -26,10 +26,11 @@ def stack_files(paths: tuple[Path, ...]) -> list[Path]:
     return found
 
 
-def check_one(stack_path: Path, out: Path | None, output: Output) -> None:
+def check_one(stack_path: Path, out: Path | None, output: Output, target: Target = "auto") -> None:
     loaded = load_and_plan(stack_path)
     out_dir = output_dir(loaded, out)
-    states = compare(out_dir, rendered_files(loaded, out_dir))
+    files = rendered_files(loaded, out_dir, target)
+    states = compare(out_dir, files, owned_dirs(files))
     stale = [s for s in states if s.status != "identical"]
     if not stale:
         output.info(f"{out_dir.as_posix()} is up to date with {stack_path.as_posix()}")
@@ -39,20 +40,21 @@ def check_one(stack_path: Path, out: Path | None, output: Output) -> None:
     raise DriftError(
         f"{out_dir.as_posix()} is stale ({names}); run: gpustack-compose render {stack_path.as_posix()}"
         + (f" -o {out.as_posix()}" if out is not None else "")
+        + (f" --target {target}" if target != "auto" else "")
     )
 
 
-def run(stack_paths: tuple[Path, ...], out: Path | None, output: Output) -> int:
+def run(stack_paths: tuple[Path, ...], out: Path | None, output: Output, target: Target = "auto") -> int:
     paths = stack_files(stack_paths)
     if out is not None and len(paths) != 1:
         raise GscError("-o/--output needs exactly one stack file")
     if len(paths) == 1:
-        check_one(paths[0], out, output)
+        check_one(paths[0], out, output, target)
         return 0
     worst = 0
     for path in paths:
         try:
-            check_one(path, None, output)
+            check_one(path, None, output, target)
         except GscError as exc:
             output.error(exc.message)
             worst = exc.exit_code if worst in (0, EXIT_DRIFT) else worst

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from gpustack_compose.loader import load_stack
 from gpustack_compose.planner import Plan, plan_stack
@@ -37,5 +38,35 @@ def source_label(stack_path: Path, out_dir: Path) -> str:
     return Path(relative).as_posix()
 
 
-def rendered_files(loaded: Loaded, out_dir: Path) -> dict[str, str]:
-    return render(loaded.stack, loaded.plan, source_label(loaded.stack_path, out_dir))
+Target = Literal["auto", "compose", "kubernetes", "all"]
+TARGETS: tuple[Target, ...] = ("auto", "compose", "kubernetes", "all")
+
+
+def kubernetes_rendered(out_dir: Path) -> bool:
+    """Whether the output folder holds a Kubernetes render (its kustomization)."""
+    from gpustack_compose.k8s.manifests import K8S_DIR, KUSTOMIZATION
+
+    return (out_dir / K8S_DIR / KUSTOMIZATION).is_file()
+
+
+def rendered_files(loaded: Loaded, out_dir: Path, target: Target = "auto") -> dict[str, str]:
+    """The files of ``target`` keyed by path relative to ``out_dir``. ``auto``
+    is the compose files, plus ``k8s/`` once a Kubernetes render was committed
+    there -- so a plain ``render`` or ``check`` keeps both targets in step."""
+    files: dict[str, str] = {}
+    if target in ("auto", "compose", "all"):
+        files.update(render(loaded.stack, loaded.plan, source_label(loaded.stack_path, out_dir)))
+    if target in ("kubernetes", "all") or (target == "auto" and kubernetes_rendered(out_dir)):
+        from gpustack_compose.k8s.manifests import K8S_DIR, render_kubernetes
+
+        source = source_label(loaded.stack_path, out_dir / K8S_DIR)
+        files.update(render_kubernetes(loaded.stack, loaded.plan, source))
+    return files
+
+
+def owned_dirs(files: dict[str, str]) -> tuple[str, ...]:
+    """Folders whose every generated file is ours: a file there that the render
+    no longer produces (a removed model's manifests) is deleted."""
+    from gpustack_compose.k8s.manifests import K8S_DIR
+
+    return (K8S_DIR,) if any(path.startswith(K8S_DIR + "/") for path in files) else ()

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from gpustack_compose.commands.common import load_and_plan, output_dir, rendered_files
+from gpustack_compose.commands.common import Target, load_and_plan, output_dir, owned_dirs, rendered_files
 from gpustack_compose.console import Output
 from gpustack_compose.render import COMPOSE_FILE, LITELLM_CONFIG
 from gpustack_compose.writer import FileState, compare, unified_diff
@@ -134,10 +134,11 @@ def summary(states: list[FileState]) -> list[str]:
     return lines
 
 
-def run(stack_path: Path, out: Path | None, output: Output) -> int:
+def run(stack_path: Path, out: Path | None, output: Output, target: Target = "auto") -> int:
     loaded = load_and_plan(stack_path)
     out_dir = output_dir(loaded, out)
-    states = compare(out_dir, rendered_files(loaded, out_dir))
+    files = rendered_files(loaded, out_dir, target)
+    states = compare(out_dir, files, owned_dirs(files))
     if all(s.status == "identical" for s in states):
         output.raw(f"{out_dir.as_posix()}: no changes\n")
         return 0

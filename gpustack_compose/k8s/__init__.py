@@ -1,0 +1,1 @@
+"""The Kubernetes target: the same plan rendered as a kustomize base."""

@@ -1,0 +1,224 @@
+"""(Spec, Plan) -> ``k8s/`` files: a kustomize base that keeps the compose
+target's guarantees on a cluster.
+
+Pure like ``render``: the same ``serve_args``, the same planned fractions and
+KV bytes, the same LiteLLM config text. What Compose does with ``depends_on``
+an init container does here (``wait_for_health.py``, from a ConfigMap); what
+``deploy.resources.reservations.devices`` does, the GPU sharing mode of the
+cluster does (device-plugin time-slicing or HAMi, see ``rules``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import Any
+
+from gpustack_compose import healthcheck
+from gpustack_compose.k8s.rules import HAMI_MEMORY_MIB, HAMI_MEMORY_PERCENT, check_kubernetes, hami_memory
+from gpustack_compose.planner import ModelPlan, Plan
+from gpustack_compose.render import HF_CACHE, PROXY_PORT, PROXY_SERVICE, environment, render_litellm_config
+from gpustack_compose.spec import ModelSpec, StackSpec
+from gpustack_compose.units import GiB, fmt_fraction
+from gpustack_compose.vllm_args import ADAPTER_ROOT, MODEL_PORT, adapter_mounts, runtime_lora_env, serve_args
+
+K8S_DIR = "k8s"
+KUSTOMIZATION = "kustomization.yaml"
+WAIT_CONFIGMAP = "gsc-wait-for-health"
+WAIT_SCRIPT = "wait_for_health.py"
+WAIT_MOUNT = "/gsc"
+LITELLM_CONFIGMAP = "litellm-config"
+MANAGED_BY = "gpustack-compose"
+# HAMi packs pods onto the card that already holds the most (``binpack``), so
+# the models of one planned GPU stay together when no UUID pins them.
+HAMI_POLICY_ANNOTATION = "hami.io/gpu-scheduler-policy"
+HAMI_UUID_ANNOTATION = "nvidia.com/use-gpuuuid"
+HAMI_GPU = "nvidia.com/gpu"
+# Default size of a rendered HF cache claim: safetensors are about the size of
+# the weights in memory; a quarter more for tokenizer, configs and a second
+# revision, plus 5 GiB slack.
+HF_CACHE_WEIGHTS_FACTOR = 1.25
+HF_CACHE_SLACK_GIB = 5
+# The compose healthcheck's timing, as probes: 2 s while booting (Compose's
+# flat interval, healthcheck.FLAT_INTERVAL_S), 10 s once running, three
+# misses in a row (healthcheck.RETRIES) mark the container not ready / dead.
+STARTUP_PERIOD_S = healthcheck.FLAT_INTERVAL_S
+STEADY_PERIOD_S = healthcheck.STEADY_INTERVAL_S
+
+
+def wait_script() -> str:
+    return (Path(__file__).parent / WAIT_SCRIPT).read_text(encoding="utf-8")
+
+
+def _docker_size_to_quantity(size: str) -> str:
+    """Compose's ``shm_size: 2gb`` (Docker's units are binary) -> ``2Gi``."""
+    number = size.rstrip("bkmg")
+    unit = size[len(number) :]
+    suffix = {"": "", "b": "", "k": "Ki", "kb": "Ki", "m": "Mi", "mb": "Mi", "g": "Gi", "gb": "Gi"}[unit]
+    return number + suffix
+
+
+def _chain_budgets(plan: Plan) -> dict[str, int]:
+    """Longest a model can take to be healthy counting from the stack's start:
+    its own boot timeout after the slowest of its predecessors' budgets."""
+    budgets: dict[str, int] = {}
+    for model in plan.boot_ordered():
+        before = max((budgets[plan.by_service(s).name] for s in model.after), default=0)
+        budgets[model.name] = before + model.boot_timeout_s
+    return budgets
+
+
+def _health_url(service: str) -> str:
+    return f"http://{service}:{MODEL_PORT}/health"
+
+
+def _labels(stack: StackSpec, name: str, component: str) -> list[tuple[str, str]]:
+    return [
+        ("app.kubernetes.io/component", component),
+        ("app.kubernetes.io/instance", stack.name),
+        ("app.kubernetes.io/managed-by", MANAGED_BY),
+        ("app.kubernetes.io/name", name),
+        ("app.kubernetes.io/part-of", "gpustack-compose"),
+        ("gpustack-compose.role", component),
+    ]
+
+
+def _selector(stack: StackSpec, name: str) -> list[tuple[str, str]]:
+    return [("app.kubernetes.io/instance", stack.name), ("app.kubernetes.io/name", name)]
+
+
+def _hf_cache_size(stack: StackSpec, model: ModelPlan) -> str:
+    if stack.kubernetes.hf_cache.size is not None:
+        return stack.kubernetes.hf_cache.size
+    weights_gib = model.weights_bytes * model.tensor_parallel / GiB
+    return f"{math.ceil(weights_gib * HF_CACHE_WEIGHTS_FACTOR) + HF_CACHE_SLACK_GIB}Gi"
+
+
+def _gpu_resources(stack: StackSpec, plan: Plan, model: ModelPlan) -> list[tuple[str, str]]:
+    kube = stack.kubernetes
+    if kube.gpu_sharing == "hami":
+        resource = HAMI_MEMORY_MIB if kube.hami_memory == "mib" else HAMI_MEMORY_PERCENT
+        return [(HAMI_GPU, str(model.tensor_parallel)), (resource, str(hami_memory(plan, model, kube.hami_memory)))]
+    return [(kube.gpu_resource, "1")]
+
+
+def _pod_annotations(stack: StackSpec, model: ModelPlan) -> list[tuple[str, str]]:
+    annotations = [
+        ("gpustack-compose.boot-position", str(model.boot_position)),
+        ("gpustack-compose.fraction", fmt_fraction(model.fraction)),
+        ("gpustack-compose.gpu", model.gpu_label),
+        ("gpustack-compose.model", model.name),
+    ]
+    kube = stack.kubernetes
+    if kube.gpu_sharing == "hami":
+        annotations.append((HAMI_POLICY_ANNOTATION, "binpack"))
+        uuids = [kube.gpu_uuids[i] for i in model.gpus if i in kube.gpu_uuids]
+        if uuids:
+            annotations.append((HAMI_UUID_ANNOTATION, ",".join(uuids)))
+    return sorted(annotations)
+
+
+def _node_selector(stack: StackSpec, model: ModelPlan) -> list[tuple[str, str]]:
+    selector = dict(stack.kubernetes.node_selector)
+    node = stack.kubernetes.nodes.get(model.gpu)
+    if node is not None:
+        selector["kubernetes.io/hostname"] = node
+    return sorted(selector.items())
+
+
+def _model_pod(
+    stack: StackSpec, plan: Plan, spec: ModelSpec, model: ModelPlan, budgets: dict[str, int]
+) -> dict[str, Any]:
+    kube = stack.kubernetes
+    mounts = [
+        # The adapters claim holds one folder per adapter and runtime/ for the
+        # runtime_loras folder: the same paths inside the container as Compose.
+        {"sub_path": "runtime" if m.name == "(runtime)" else m.name, "target": m.container_path}
+        for m in adapter_mounts(spec)
+    ]
+    waits_for = sorted(_health_url(s) for s in model.after)
+    return {
+        "name": model.service,
+        "model": model,
+        "image": spec.image or stack.images.vllm,
+        "args": serve_args(spec, model),
+        "env": sorted({**runtime_lora_env(spec), **spec.env}.items()),
+        "labels": _labels(stack, model.service, "model"),
+        "selector": _selector(stack, model.service),
+        "annotations": _pod_annotations(stack, model),
+        "node_selector": _node_selector(stack, model),
+        "resources": _gpu_resources(stack, plan, model),
+        "shm_size": _docker_size_to_quantity(spec.shm_size),
+        "hf_claim": kube.hf_cache.claim or f"{model.service}-hf-cache",
+        "hf_size": _hf_cache_size(stack, model),
+        "adapter_mounts": mounts,
+        "waits_for": waits_for,
+        "wait_timeout_s": max((budgets[plan.by_service(s).name] for s in model.after), default=0),
+        "startup_failures": math.ceil(model.boot_timeout_s / STARTUP_PERIOD_S),
+    }
+
+
+def _file(kind: str, name: str) -> str:
+    return f"{name}-{kind}.yaml"
+
+
+def render_kubernetes(stack: StackSpec, plan: Plan, source: str) -> dict[str, str]:
+    """Every file of ``k8s/``, keyed by its path relative to the output
+    folder. ``source`` is the stack file relative to ``k8s/`` itself."""
+    check_kubernetes(stack, plan)
+    env = environment()
+    specs = {m.name: m for m in stack.models}
+    budgets = _chain_budgets(plan)
+    pods = [_model_pod(stack, plan, specs[m.name], m, budgets) for m in plan.boot_ordered()]
+    litellm_config = render_litellm_config(stack, plan, source)
+    proxy_timing = healthcheck.PROXY_START_PERIOD_S
+    context: dict[str, Any] = {
+        "stack": stack,
+        "kube": stack.kubernetes,
+        "source": source,
+        "pods": pods,
+        "model_port": MODEL_PORT,
+        "hf_cache": HF_CACHE,
+        "adapter_root": ADAPTER_ROOT,
+        "proxy_name": PROXY_SERVICE,
+        "proxy_port": PROXY_PORT,
+        "proxy_image": stack.proxy.image or stack.images.litellm,
+        "proxy_labels": _labels(stack, PROXY_SERVICE, "proxy"),
+        "proxy_selector": _selector(stack, PROXY_SERVICE),
+        "proxy_waits_for": sorted(_health_url(p["name"]) for p in pods),
+        "proxy_wait_timeout_s": max(budgets.values()),
+        "proxy_startup_failures": math.ceil(proxy_timing / STARTUP_PERIOD_S),
+        # A ConfigMap mounted with subPath is not refreshed in a running pod:
+        # a changed config changes this annotation, which rolls the proxy.
+        "config_hash": hashlib.sha256(litellm_config.encode()).hexdigest()[:16],
+        "litellm_config": litellm_config,
+        "litellm_configmap": LITELLM_CONFIGMAP,
+        "wait_configmap": WAIT_CONFIGMAP,
+        "wait_script_name": WAIT_SCRIPT,
+        "wait_script": wait_script(),
+        "wait_mount": WAIT_MOUNT,
+        "startup_period_s": STARTUP_PERIOD_S,
+        "steady_period_s": STEADY_PERIOD_S,
+        "probe_timeout_s": healthcheck.TIMEOUT_S,
+        "probe_failures": healthcheck.RETRIES,
+        "hami": stack.kubernetes.gpu_sharing == "hami",
+    }
+    files: dict[str, tuple[str, dict[str, Any]]] = {
+        _file("configmap", WAIT_CONFIGMAP): ("wait-configmap.yaml.j2", {}),
+        _file("configmap", LITELLM_CONFIGMAP): ("litellm-configmap.yaml.j2", {}),
+    }
+    for pod in pods:
+        if stack.kubernetes.hf_cache.claim is None:
+            files[_file("pvc", pod["hf_claim"])] = ("hf-cache-pvc.yaml.j2", {"pod": pod})
+        files[_file("service", pod["name"])] = ("model-service.yaml.j2", {"pod": pod})
+        files[_file("deployment", pod["name"])] = ("model-deployment.yaml.j2", {"pod": pod})
+    files[_file("service", PROXY_SERVICE)] = ("proxy-service.yaml.j2", {})
+    files[_file("deployment", PROXY_SERVICE)] = ("proxy-deployment.yaml.j2", {})
+    out = {
+        f"{K8S_DIR}/{name}": env.get_template(f"k8s/{template}").render({**context, **extra})
+        for name, (template, extra) in files.items()
+    }
+    kustomization = env.get_template("k8s/kustomization.yaml.j2").render({**context, "resources": list(files)})
+    out[f"{K8S_DIR}/{KUSTOMIZATION}"] = kustomization
+    return out
