@@ -195,6 +195,9 @@ def _rewrite(exc: ValidationError, loaded: LoadedYaml, source: str) -> SpecError
     path: Path_ = tuple(part for part in tagged if part not in UNION_TAGS)
     kind = first["type"]
     message = _message(kind, first, tagged)
+    if len(path) >= 2 and path[-1] == "[key]":  # a mapping key of the wrong type
+        message = f"key {path[-2]!r}: {message}"
+        path = path[:-2]
     more = len(errors) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     where = _where(loaded, source, path, key=kind == "extra_forbidden")

@@ -24,6 +24,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from gpustack_compose import calibration as cal
 from gpustack_compose.catalog import ModelArch, find_gpu, find_model
@@ -88,6 +89,10 @@ class ModelPlan:
     family: str
     params: int
     notes: tuple[str, ...] = ()
+    # Elastic GPUs (kvcached): kv_bytes is the guaranteed KV (kv_min); the
+    # model may borrow up to kv_max_bytes from the GPU's shared pool.
+    elastic: bool = False
+    kv_max_bytes: int = 0
 
     @property
     def non_kv_bytes(self) -> int:
@@ -121,6 +126,19 @@ class GpuPlan:
     reserve_bytes: int
     models: tuple[ModelPlan, ...]  # in boot order
     boot: str = "sequential"
+    memory_mode: str = "static"
+    pool_bytes: int = 0  # elastic: KV memory the models share (after weights and overheads)
+
+    @property
+    def guaranteed_kv_bytes(self) -> int:
+        return sum(m.kv_bytes for m in self.models) if self.memory_mode == "elastic" else 0
+
+    @property
+    def kvcached_gpu_utilization(self) -> float:
+        """KVCACHED_GPU_UTILIZATION: kvcached maps KV pages only while the
+        device's used memory stays below this fraction of it (default 0.95,
+        kvcached's kv_cache_manager) -- here, everything but the reserve."""
+        return floor_to((self.total_bytes - self.reserve_bytes) / self.total_bytes, 0.001)
 
     @property
     def fraction_sum(self) -> float:
@@ -432,6 +450,7 @@ class _Card:
     total: int
     reserve: int
     boot: str
+    memory_mode: str = "static"
 
 
 def _cards(stack: StackSpec) -> list[_Card]:
@@ -443,7 +462,7 @@ def _cards(stack: StackSpec) -> list[_Card]:
         reserve = gib(gpu.reserve_gib) if gpu.reserve_gib is not None else cal.DEFAULT_RESERVE
         if reserve >= total:
             raise PlanError(f"GPU {gpu.index}: the reserve {fmt_gib(reserve)} leaves nothing of {fmt_gib(total)}")
-        cards.append(_Card(gpu.index, label, total, reserve, gpu.boot))
+        cards.append(_Card(gpu.index, label, total, reserve, gpu.boot, gpu.memory_mode))
     return cards
 
 
@@ -494,7 +513,11 @@ def plan_stack(stack: StackSpec, *, enforce: bool = True) -> Plan:
             )
 
     per_card: dict[int, list[ModelPlan]] = {}
+    pools: dict[int, int] = {}
     for card in cards:
+        if card.memory_mode == "elastic":
+            per_card[card.index], pools[card.index] = _plan_elastic_gpu(card, on_card[card.index], placement)
+            continue
         fractions = _fractions(card, on_card[card.index], fixed)
         per_card[card.index] = _plan_gpu(card, on_card[card.index], fractions, placement, violations)
 
@@ -507,7 +530,12 @@ def plan_stack(stack: StackSpec, *, enforce: bool = True) -> Plan:
     first_card: dict[str, ModelPlan] = {}
     for card in cards:
         models = tuple(dataclasses.replace(m, after=tuple(after[m.name])) for m in per_card[card.index])
-        gpu_plans.append(GpuPlan(card.index, card.label, card.total, card.reserve, models, card.boot))
+        gpu_plans.append(
+            GpuPlan(
+                card.index, card.label, card.total, card.reserve, models, card.boot, card.memory_mode,
+                pools.get(card.index, 0),
+            )
+        )  # fmt: skip
         first_card.update({m.name: m for m in models if m.gpu == m.gpus[0]})
     ordered = tuple(first_card[m.name] for m in stack.models)
     return Plan(stack.name, tuple(gpu_plans), ordered, tuple(violations or ()))
@@ -568,6 +596,38 @@ def _fractions(
     for need, share in zip(auto, shares, strict=True):
         chosen[need.spec.name] = (floor_to(share / total, cal.FRACTION_STEP), "auto")
     return chosen
+
+
+def _from_need(need: _Need, gpus: tuple[int, ...]) -> dict[str, Any]:
+    """The ModelPlan fields that follow from the model alone, whatever the
+    GPU's mode: identity, sizes, limits, boot budget, catalog facts."""
+    return {
+        "name": need.spec.name,
+        "service": service_name(need.spec.name),
+        "stack_index": need.stack_index,
+        "gpus": gpus,
+        "placed": need.spec.gpu is None,
+        "weights_bytes": need.weights_bytes,
+        "activation_bytes": need.activation_bytes,
+        "non_torch_bytes": need.non_torch_bytes,
+        "lora_bytes": need.lora_bytes,
+        "kv_bytes_per_token": need.kv_bytes_per_token,
+        "max_model_len": need.max_model_len,
+        "max_num_seqs": need.max_num_seqs,
+        "max_num_seqs_default": need.spec.max_num_seqs is None,
+        "max_num_batched_tokens": need.max_num_batched_tokens,
+        "boot_timeout_s": need.spec.boot_timeout_s or _boot_timeout(need.weights_bytes),
+        "max_loras": need.max_loras,
+        "max_lora_rank": need.spec.max_lora_rank,
+        "max_cpu_loras": need.max_cpu_loras,
+        "quantization": need.quantization,
+        "trust_remote_code": (
+            need.spec.trust_remote_code if need.spec.trust_remote_code is not None else need.arch.trust_remote_code
+        ),
+        "recommended_args": need.arch.recommended_args,
+        "family": need.arch.family,
+        "params": need.arch.params,
+    }
 
 
 def _plan_gpu(
@@ -662,47 +722,21 @@ def _plan_gpu(
             )
         plans.append(
             ModelPlan(
-                name=name,
-                service=service_name(name),
-                stack_index=need.stack_index,
+                **_from_need(need, placement[name]),
                 gpu=gpu,
-                gpus=placement[name],
-                placed=need.spec.gpu is None,
                 boot_position=1 if parallel else position,
                 after=() if parallel or previous is None else (previous,),
                 fraction=fraction,
                 fraction_source=source,
                 share_bytes=share,
-                weights_bytes=need.weights_bytes,
-                activation_bytes=need.activation_bytes,
-                non_torch_bytes=need.non_torch_bytes,
-                lora_bytes=need.lora_bytes,
                 kv_bytes=kv,
-                kv_bytes_per_token=need.kv_bytes_per_token,
                 kv_tokens=kv_tokens,
-                max_model_len=need.max_model_len,
-                max_num_seqs=need.max_num_seqs,
-                max_num_seqs_default=need.spec.max_num_seqs is None,
-                max_num_batched_tokens=need.max_num_batched_tokens,
                 min_fraction=min_fraction,
                 free_at_start_bytes=free_at_start,
                 resident_bytes=resident,
                 peak_bytes=share + need.outside_share_bytes,
-                boot_timeout_s=need.spec.boot_timeout_s or _boot_timeout(need.weights_bytes),
-                max_loras=need.max_loras,
-                max_lora_rank=need.spec.max_lora_rank,
-                max_cpu_loras=need.max_cpu_loras,
                 exact_kv=need.exact_kv,
                 kv_note=need.kv_note,
-                quantization=need.quantization,
-                trust_remote_code=(
-                    need.spec.trust_remote_code
-                    if need.spec.trust_remote_code is not None
-                    else need.arch.trust_remote_code
-                ),
-                recommended_args=need.arch.recommended_args,
-                family=need.arch.family,
-                params=need.arch.params,
                 notes=tuple(notes),
             )
         )
@@ -726,6 +760,104 @@ def _plan_gpu(
             f"{fmt_gib(total)}; lower the fractions by {cut} in all",
         )
     return plans
+
+
+def _plan_elastic_gpu(
+    card: _Card, needs: list[_Need], placement: dict[str, tuple[int, ...]]
+) -> tuple[list[ModelPlan], int]:
+    """An elastic (kvcached) GPU: every server's weights and overheads are
+    static; what is left is one KV pool the servers map 2 MiB pages from on
+    demand. Each model is guaranteed its kv_min (default one max_model_len
+    sequence: what vLLM needs to accept a request) and may borrow up to its
+    kv_max. kvcached sizes a server's virtual KV space as total x
+    --gpu-memory-utilization - the process's own usage (weights, activations),
+    so the fraction rendered is the one that makes that space kv_max."""
+    gpu, label, total, reserve = card.index, card.label, card.total, card.reserve
+    for need in needs:
+        if len(placement[need.spec.name]) > 1:
+            raise PlanError(
+                f"{model_label(need)}: tensor parallel over GPUs {', '.join(map(str, placement[need.spec.name]))} "
+                f"includes elastic GPU {gpu}: elastic mode is for models on one GPU"
+            )
+    static = sum(n.non_kv_bytes + n.outside_share_bytes for n in needs)
+    pool = total - reserve - static
+    if pool <= 0:
+        raise PlanError(
+            f"GPU {gpu} ({label}, elastic): the weights and overheads of {', '.join(n.spec.name for n in needs)} "
+            f"take {fmt_gib(static)}, more than the {fmt_gib(total - reserve)} the card has after its reserve"
+        )
+    minimums: dict[str, int] = {}
+    maximums: dict[str, int] = {}
+    for need in needs:
+        block = cal.KV_BLOCK_TOKENS * need.kv_bytes_per_token
+        one_sequence = need.kv_bytes_for(need.max_model_len)
+        kv_min = math.ceil(need.spec.kv_min / block) * block if need.spec.kv_min is not None else one_sequence
+        if kv_min < one_sequence:
+            raise PlanError(
+                f"{model_label(need)}: kv_min {fmt_gib(kv_min)} holds fewer tokens than one max_model_len "
+                f"{need.max_model_len} sequence ({fmt_gib(one_sequence)}), which vLLM needs to accept a request"
+            )
+        memory = need.spec.memory
+        if need.spec.kv_max is not None:
+            kv_max = need.spec.kv_max
+        elif memory.kind == "fraction":
+            kv_max = math.ceil(memory.fraction * total) - need.non_kv_bytes
+        elif memory.kind == "size":
+            kv_max = memory.size_bytes - need.non_kv_bytes
+        else:
+            kv_max = pool
+        kv_max = kv_max // block * block
+        if kv_max > pool:
+            raise PlanError(
+                f"{model_label(need)} on GPU {gpu}: may borrow up to {fmt_gib(kv_max)} of KV cache, more than "
+                f"the GPU's whole pool of {fmt_gib(pool)}; lower kv_max (or memory)"
+            )
+        if kv_max < kv_min:
+            raise PlanError(
+                f"{model_label(need)} on GPU {gpu}: its cap {fmt_gib(kv_max)} is below its guaranteed "
+                f"{fmt_gib(kv_min)} of KV cache; raise kv_max (or memory) or lower kv_min"
+            )
+        minimums[need.spec.name], maximums[need.spec.name] = kv_min, kv_max
+    if sum(minimums.values()) > pool:
+        listed = ", ".join(f"{name} {fmt_gib(b)}" for name, b in minimums.items())
+        raise PlanError(
+            f"GPU {gpu} ({label}, elastic): the guaranteed KV caches need {fmt_gib(sum(minimums.values()))} "
+            f"({listed}) but the shared pool is {fmt_gib(pool)} ({fmt_gib(total)} - {fmt_gib(reserve)} reserve "
+            f"- {fmt_gib(static)} of weights and overheads); lower kv_min or max_model_len"
+        )
+    plans: list[ModelPlan] = []
+    previous: str | None = None
+    for position, need in enumerate(needs, start=1):
+        name = need.spec.name
+        kv_min, kv_max = minimums[name], maximums[name]
+        # rounded: ceil_to leaves float noise (0.7260000000000001) that vLLM would print back
+        fraction = round(ceil_to((need.non_kv_bytes + kv_max) / total, cal.FRACTION_STEP), 4)
+        plans.append(
+            ModelPlan(
+                **_from_need(need, placement[name]),
+                gpu=gpu,
+                boot_position=position,
+                after=() if previous is None else (previous,),
+                fraction=fraction,
+                fraction_source="elastic",
+                share_bytes=math.ceil(fraction * total),
+                kv_bytes=kv_min,
+                kv_tokens=kv_min // need.kv_bytes_per_token,
+                min_fraction=ceil_to((need.non_kv_bytes + kv_min) / total, cal.FRACTION_STEP),
+                # kvcached skips vLLM's free-memory check at start: the server
+                # maps KV pages as it goes, so only its weights must fit.
+                free_at_start_bytes=pool + static,
+                resident_bytes=need.weights_bytes + need.lora_bytes + cal.RESIDENT_OVERHEAD,
+                # Guaranteed footprint; what it borrows beyond kv_min is the pool's.
+                peak_bytes=need.non_kv_bytes + need.outside_share_bytes + kv_min,
+                exact_kv=False,
+                kv_note=None,  # PLAN.md explains the elastic pool once per GPU
+                elastic=True,
+                kv_max_bytes=kv_max,
+            )
+        )
+        previous = service_name(name)
+    return plans, pool
 
 
 def _check_parallel_start(

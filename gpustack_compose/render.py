@@ -230,7 +230,36 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def _model_service(stack: StackSpec, spec: ModelSpec, plan: ModelPlan, stack_dir: str) -> dict[str, Any]:
+def kvcached_ipc_name(stack: StackSpec, plan: ModelPlan) -> str:
+    """One IPC segment per server (``KVCACHED_IPC_NAME``): ``kvctl limit``
+    addresses a server by it, and two servers sharing one would overwrite each
+    other's accounting. The stack name keeps two stacks on a host apart."""
+    return f"{stack.name}-{plan.service}"
+
+
+def kvcached_env(stack: StackSpec, full: Plan, plan: ModelPlan) -> dict[str, str]:
+    """What kvcached reads (kvcached docs, API reference): it patches vLLM at
+    import (KVCACHED_AUTOPATCH=1) when ENABLE_KVCACHED is true, and maps KV
+    pages only while the device stays under KVCACHED_GPU_UTILIZATION."""
+    return {
+        "ENABLE_KVCACHED": "true",
+        "KVCACHED_AUTOPATCH": "1",
+        "KVCACHED_IPC_NAME": kvcached_ipc_name(stack, plan),
+        "KVCACHED_GPU_UTILIZATION": f"{full.gpu(plan.gpu).kvcached_gpu_utilization:g}",
+    }
+
+
+def _ipc(full: Plan, plan: ModelPlan) -> str | None:
+    """kvctl reads and writes each server's segment in /dev/shm, so the servers
+    of an elastic GPU share the IPC namespace -- and with it /dev/shm -- of the
+    GPU's first server: kvctl run in any of them sees all of them."""
+    if not plan.elastic:
+        return None
+    head = full.gpu(plan.gpu).models[0]
+    return "shareable" if head.name == plan.name else f"service:{head.service}"
+
+
+def _model_service(stack: StackSpec, spec: ModelSpec, plan: ModelPlan, stack_dir: str, full: Plan) -> dict[str, Any]:
     timing = healthcheck.timing(stack.docker.min_engine, plan.boot_timeout_s)
     mounts = [
         {
@@ -248,13 +277,21 @@ def _model_service(stack: StackSpec, spec: ModelSpec, plan: ModelPlan, stack_dir
         "gpustack-compose.fraction": fmt_fraction(plan.fraction),
         "gpustack-compose.boot-position": str(plan.boot_position),
     }
+    if plan.elastic:
+        # What `up` caps with `kvctl limit <ipc> <bytes>` once the GPU's servers are healthy.
+        labels["gpustack-compose.kvcached-ipc"] = kvcached_ipc_name(stack, plan)
+        labels["gpustack-compose.kv-max-bytes"] = str(plan.kv_max_bytes)
+    ipc = _ipc(full, plan)
+    elastic_env = kvcached_env(stack, full, plan) if plan.elastic else {}
     return {
         "service": plan.service,
-        "image": spec.image or stack.images.vllm,
+        "image": spec.image or (stack.images.vllm_kvcached if plan.elastic else stack.images.vllm),
         "args": serve_args(spec, plan),
-        "env": sorted({**runtime_lora_env(spec), **spec.env}.items()),
+        "env": sorted({**runtime_lora_env(spec), **elastic_env, **spec.env}.items()),
         "mounts": mounts,
-        "shm_size": spec.shm_size,
+        # Docker sizes /dev/shm only for a container with its own IPC namespace.
+        "shm_size": spec.shm_size if ipc is None or ipc == "shareable" else None,
+        "ipc": ipc,
         "gpu_ids": [str(i) for i in plan.gpus],
         "after": plan.after,
         "timing": timing,
@@ -298,7 +335,7 @@ def render(stack: StackSpec, plan: Plan, source: str) -> dict[str, str]:
     env = environment()
     stack_dir = posixpath.dirname(source) or "."
     specs = {m.name: m for m in stack.models}
-    model_services = [_model_service(stack, specs[m.name], m, stack_dir) for m in plan.boot_ordered()]
+    model_services = [_model_service(stack, specs[m.name], m, stack_dir, plan) for m in plan.boot_ordered()]
     proxy_timing = healthcheck.timing(stack.docker.min_engine, healthcheck.PROXY_START_PERIOD_S)
     routes = proxy_routes(stack, plan)
     runtime = [m.name for m in stack.models if m.runtime_loras is not None]
@@ -321,6 +358,7 @@ def render(stack: StackSpec, plan: Plan, source: str) -> dict[str, str]:
         "svg_file": SVG_FILE,
         "placed": [m for m in plan.models if m.placed and len(plan.gpus) > 1],
         "tensor_parallel": [m for m in plan.models if m.tensor_parallel > 1],
+        "ipc_names": {m.name: kvcached_ipc_name(stack, m) for m in plan.models if m.elastic},
     }
     return {
         COMPOSE_FILE: env.get_template("docker-compose.yml.j2").render(context),

@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from gpustack_compose.catalog import find_gpu, find_model, gpu_names
-from gpustack_compose.units import SIZE_PATTERN, parse_size
+from gpustack_compose.units import SIZE_PATTERN, fmt_gib, parse_size
 from gpustack_compose.vllm_args import MANAGED_FLAGS, flag_name
 
 STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
@@ -130,6 +130,23 @@ MemoryField = Annotated[
 ]
 
 
+def parse_byte_size(value: object) -> int:
+    """``'12GiB'`` -> bytes (a KV budget on an elastic GPU)."""
+    if isinstance(value, str) and SIZE_PATTERN.match(value):
+        size = parse_size(value)
+        if size is not None and size > 0:
+            return size
+    raise SpecValueError(f"{_describe(value)} is not a size like '12GiB'")
+
+
+SizeField = Annotated[
+    int,
+    PlainValidator(parse_byte_size),
+    PlainSerializer(lambda size: f"{size}B"),
+    WithJsonSchema({"type": "string", "pattern": SIZE_PATTERN.pattern}),
+]
+
+
 class GpuSpec(_Strict):
     """One GPU of the host that the stack may use."""
 
@@ -158,6 +175,13 @@ class GpuSpec(_Strict):
             "(needs exact KV sizes, i.e. every model with kv_cache: exact on vLLM 0.11+)."
         ),
     )
+    memory_mode: Literal["static", "elastic"] = Field(
+        default="static",
+        description=(
+            "static: each model's KV cache is a fixed slice. elastic: kvcached -- the models' weights stay "
+            "static, their KV caches grow and shrink in one shared pool (kv_min guaranteed, up to kv_max)."
+        ),
+    )
 
 
 class GpuSetSpec(_Strict):
@@ -173,6 +197,7 @@ class GpuSetSpec(_Strict):
     memory_gib: float | None = Field(default=None, gt=0, le=4096, description="Total memory CUDA reports, in GiB.")
     reserve_gib: float | None = Field(default=None, ge=0, le=4096, description="Memory never available, per GPU.")
     boot: Literal["sequential", "parallel"] = Field(default="sequential", description="Boot mode of every GPU.")
+    memory_mode: Literal["static", "elastic"] = Field(default="static", description="Memory mode of every GPU.")
 
     def expand(self) -> list[GpuSpec]:
         return [
@@ -182,6 +207,7 @@ class GpuSetSpec(_Strict):
                 memory_gib=self.memory_gib,
                 reserve_gib=self.reserve_gib,
                 boot=self.boot,
+                memory_mode=self.memory_mode,
             )
             for offset in range(self.count)
         ]
@@ -316,6 +342,15 @@ class ModelSpec(_Strict):
             "compile-state independent). profiled: vLLM sizes it from its own profiling run."
         ),
     )
+    kv_min: SizeField | None = Field(
+        default=None,
+        description="Elastic GPUs: KV cache guaranteed to this model (default: one max_model_len sequence).",
+    )
+    kv_max: SizeField | None = Field(
+        default=None,
+        description="Elastic GPUs: most KV cache this model may borrow from the pool (default: all of it, or "
+        "what memory leaves after the weights).",
+    )
     trust_remote_code: bool | None = Field(default=None, description="Default: what the catalog says the model needs.")
     image: str | None = Field(default=None, description="vLLM image for this model; default images.vllm.")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
@@ -419,6 +454,9 @@ class ProxySpec(_Strict):
 # on an H100); the LiteLLM release the proxy image and tests are built from.
 DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.26.0"
 DEFAULT_LITELLM_IMAGE = "ghcr.io/berriai/litellm:main-v1.106.2"
+# Built locally from images/vllm-kvcached/Dockerfile (no registry publishes it):
+# the official vLLM image plus the kvcached release named in the tag.
+DEFAULT_KVCACHED_IMAGE = "gpustack-compose/vllm-kvcached:v0.26.0-kvcached0.1.6"
 
 
 class ImagesSpec(_Strict):
@@ -426,8 +464,13 @@ class ImagesSpec(_Strict):
 
     vllm: str = DEFAULT_VLLM_IMAGE
     litellm: str = DEFAULT_LITELLM_IMAGE
+    vllm_kvcached: str = Field(
+        default=DEFAULT_KVCACHED_IMAGE,
+        description="vLLM with kvcached, for models on elastic GPUs: build it FROM images.vllm with "
+        "`pip install kvcached` (gpustack_compose/images/vllm-kvcached/Dockerfile).",
+    )
 
-    @field_validator("vllm", "litellm")
+    @field_validator("vllm", "litellm", "vllm_kvcached")
     @classmethod
     def _image(cls, value: str) -> str:
         checked = _check_image(value)
@@ -489,6 +532,11 @@ LabelValue = Annotated[str, _matching(LABEL_VALUE, "a label value (at most 63 of
                        WithJsonSchema({"type": "string", "pattern": LABEL_VALUE.pattern})]  # fmt: skip
 BytesQuantity = Annotated[str, _matching(BYTES_QUANTITY, "a size like '200Gi'"),
                           WithJsonSchema({"type": "string", "pattern": BYTES_QUANTITY.pattern})]  # fmt: skip
+ResourceName = Annotated[str, _matching(RESOURCE_NAME, "a resource name like 'nvidia.com/gpu'"),
+                         WithJsonSchema({"type": "string", "pattern": RESOURCE_NAME.pattern})]  # fmt: skip
+GPU_UUID = re.compile(r"^GPU-[0-9a-fA-F-]{8,64}$")
+GpuUuid = Annotated[str, _matching(GPU_UUID, "a GPU UUID like 'GPU-0f95da43-eab5-...'"),
+                    WithJsonSchema({"type": "string", "pattern": GPU_UUID.pattern})]  # fmt: skip
 
 
 class SecretRefSpec(_Strict):
@@ -526,18 +574,17 @@ class KubernetesSpec(_Strict):
         "(nvidia.com/gpumem-percentage, the same manifests fit any card size) or in MiB (nvidia.com/gpumem, "
         "exact; for cards packed so full that rounding up to whole percent would overflow them).",
     )
-    gpu_resource: str = Field(
+    gpu_resource: ResourceName = Field(
         default="nvidia.com/gpu",
         description="Extended resource a model pod requests per GPU (time-slicing with renameByDefault: "
         "nvidia.com/gpu.shared).",
-        json_schema_extra={"pattern": RESOURCE_NAME.pattern},
     )
     nodes: dict[int, DnsName] = Field(
         default_factory=dict,
         description="Planned GPU index -> the node (kubernetes.io/hostname) its models run on. Time-slicing needs "
         "one node per GPU when the stack has several.",
     )
-    gpu_uuids: dict[int, str] = Field(
+    gpu_uuids: dict[int, GpuUuid] = Field(
         default_factory=dict,
         description="HAMi only: planned GPU index -> the card's UUID (nvidia.com/use-gpuuuid), pinning every "
         "model of that GPU to the same card.",
@@ -564,27 +611,12 @@ class KubernetesSpec(_Strict):
     )
     namespace: DnsLabel | None = Field(default=None, description="Namespace set by the kustomization.")
 
-    @field_validator("gpu_resource")
-    @classmethod
-    def _gpu_resource(cls, value: str) -> str:
-        if not RESOURCE_NAME.match(value):
-            raise SpecValueError(f"{value!r} is not a resource name like 'nvidia.com/gpu'")
-        return value
-
     @field_validator("node_selector")
     @classmethod
     def _node_selector(cls, value: dict[str, str]) -> dict[str, str]:
         for key in value:
             if not LABEL_KEY.match(key):
                 raise SpecValueError(f"{key!r} is not a label key")
-        return value
-
-    @field_validator("gpu_uuids")
-    @classmethod
-    def _gpu_uuids(cls, value: dict[int, str]) -> dict[int, str]:
-        for uuid in value.values():
-            if not re.match(r"^GPU-[0-9a-fA-F-]{8,64}$", uuid):
-                raise SpecValueError(f"{uuid!r} is not a GPU UUID like 'GPU-0f95da43-eab5-...'")
         return value
 
 
@@ -700,6 +732,18 @@ def check_stack(stack: StackSpec) -> None:
                     f"{flag} is set by gpustack-compose from {MANAGED_FLAGS[flag]}; remove it from extra_args",
                 )
 
+    elastic = {gpu.index for gpu in stack.cards if gpu.memory_mode == "elastic"}
+    for position, gpu in enumerate(stack.cards):
+        if gpu.memory_mode == "elastic" and gpu.boot == "parallel":
+            at = ("gpus", "boot") if isinstance(stack.gpus, GpuSetSpec) else ("gpus", position, "boot")
+            raise StackRuleError(
+                at,
+                f"GPU {gpu.index} is elastic: its weights are still loaded one server at a time (boot races "
+                "are real with kvcached too), so boot must be sequential",
+            )
+    for position, model in enumerate(stack.models):
+        _check_elastic(model, ("models", position), elastic)
+
     for position, model in enumerate(stack.models):
         _check_lora_limits(model, ("models", position))
         for lora_position, lora in enumerate(model.loras):
@@ -736,6 +780,29 @@ def _check_gpu_placement(model: ModelSpec, where: tuple[str | int, ...], gpu_ind
             raise StackRuleError(at, f"GPU {index} is not declared in gpus (declared: {declared})")
         if index in pinned[:position]:
             raise StackRuleError(at, f"GPU {index} is listed twice; tensor parallelism needs distinct cards")
+
+
+def _check_elastic(model: ModelSpec, where: tuple[str | int, ...], elastic: set[int]) -> None:
+    pinned = model_gpus(model)
+    on_elastic = [i for i in pinned if i in elastic]
+    for field_name in ("kv_min", "kv_max"):
+        if getattr(model, field_name) is not None and not on_elastic:
+            raise StackRuleError(
+                (*where, field_name),
+                "applies only on an elastic GPU: pin the model with gpu: to a GPU with memory_mode: elastic",
+            )
+    if on_elastic and len(pinned) > 1:
+        raise StackRuleError(
+            (*where, "gpu"),
+            f"tensor parallel over GPUs {', '.join(map(str, pinned))} includes elastic GPU {on_elastic[0]}: "
+            "elastic mode is for models on one GPU",
+        )
+    if model.kv_max is not None and model.memory.kind != "auto":
+        raise StackRuleError(
+            (*where, "kv_max"), "give kv_max or memory, not both (on an elastic GPU memory sets kv_max)"
+        )
+    if model.kv_min is not None and model.kv_max is not None and model.kv_min > model.kv_max:
+        raise StackRuleError((*where, "kv_min"), f"{fmt_gib(model.kv_min)} is more than kv_max {fmt_gib(model.kv_max)}")
 
 
 def _check_lora_limits(model: ModelSpec, where: tuple[str | int, ...]) -> None:

@@ -34,7 +34,7 @@ EXAMPLE_STACKS = sorted(
     [
         *(REPO / "stacks").glob("*.yaml"),
         *(REPO / "examples" / "gitops" / "stacks").glob("*.yaml"),
-        *(p / "stack.yaml" for p in sorted(GOLDEN.iterdir()) if (p / "stack.yaml").exists()),
+        *(p / "stack.yaml" for p in sorted(GOLDEN.iterdir()) if (p / "expected" / K8S_DIR).is_dir()),
     ]
 )
 
@@ -277,6 +277,19 @@ RULES = {
         "kubernetes.hami_memory: on GPU 0 the HAMi memory shares add up to 101% (a 51%, c 50%) after rounding "
         "up to whole percent; use hami_memory: mib (exact) or lower a model's memory",
     ),
+    "an elastic GPU": (
+        "kubernetes: {}\n",
+        "gpus[0].memory_mode: GPU 0 is elastic: kvcached's servers share one IPC namespace and /dev/shm, which "
+        "separate pods do not; the Kubernetes target renders static GPUs only",
+    ),
+    "a node key that is not a GPU index": (
+        "kubernetes:\n  nodes: {zero: n1}\n",
+        "k.yaml:9:10: kubernetes.nodes: key 'zero': expected an integer, got 'zero'",
+    ),
+    "not a GPU UUID": (
+        "kubernetes:\n  gpu_sharing: hami\n  gpu_uuids: {0: GPU-1}\n",
+        "k.yaml:10:18: kubernetes.gpu_uuids[0]: 'GPU-1' is not a GPU UUID like 'GPU-0f95da43-eab5-...'",
+    ),
     "bad Secret name": (
         "kubernetes:\n  master_key_secret: {name: Keys, key: master}\n",
         "k.yaml:9:29: kubernetes.master_key_secret.name: 'Keys' is not a DNS-1123 name ([a-z0-9][-a-z0-9.]*)",
@@ -305,6 +318,8 @@ def test_target_rules_one_line_exit_1_nothing_written(tmp_path: Path, case: str)
             "gpu: 1, memory: 0.3", "gpu: 0, memory: 0.48"
         )
         text = text.replace("name: b,", "name: c,")
+    if case == "an elastic GPU":
+        text = text.replace("{index: 0, type: H100-80GB}", "{index: 0, type: H100-80GB, memory_mode: elastic}")
     if case == "host adapters without a claim":
         write(tmp_path / "adapters" / "invoices" / "adapter_config.json", '{"r": 8}')
     write(tmp_path / "k.yaml", text)

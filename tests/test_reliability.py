@@ -206,10 +206,17 @@ def test_security_defaults(path: Path) -> None:
     spec = load_stack(path)
     files = render(spec, plan_stack(spec), "stack.yaml")
     compose: dict[str, Any] = yaml.safe_load(files["docker-compose.yml"])
+    plan = plan_stack(spec)
     for name, service in compose["services"].items():
         assert service["security_opt"] == ["no-new-privileges:true"], name
         assert "privileged" not in service and "cap_add" not in service and "network_mode" not in service
-        assert "pid" not in service and "ipc" not in service
+        assert "pid" not in service
+        if "ipc" in service:
+            # only an elastic GPU's servers share an IPC namespace (kvcached's
+            # /dev/shm segments), the first one's -- never the host's
+            model = plan.by_service(name)
+            head = plan.gpu(model.gpu).models[0].service
+            assert model.elastic and service["ipc"] in ("shareable", f"service:{head}"), name
         if service["labels"]["gpustack-compose.role"] == "model":
             assert "ports" not in service, f"{name}: a model port is published"
             assert all(v.get("read_only") for v in service["volumes"] if v["type"] == "bind"), name

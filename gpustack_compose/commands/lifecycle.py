@@ -15,7 +15,7 @@ from gpustack_compose.loader import load_stack
 from gpustack_compose.planner import plan_stack
 from gpustack_compose.rehearsal import Engine, RehearsalOptions, differences
 from gpustack_compose.render import ENV_EXAMPLE
-from gpustack_compose.runtime import compose, engine, images, session
+from gpustack_compose.runtime import compose, engine, images, kvcached, session
 from gpustack_compose.runtime.secrets import MASTER_KEY
 from gpustack_compose.runtime.state import DockerView
 from gpustack_compose.runtime.target import Target, forget_rehearsal, prepare_rehearsal, production
@@ -153,6 +153,12 @@ def boot_and_wait(s: Session, timeout_s: float | None, output: Output) -> None:
     s.report.update(session.boot_report(result))
     s.timeline = result.watch.timeline()
     session.conclude(result, output)
+    caps = kvcached.limits(stack, s.loaded.plan)
+    if caps:
+        running = {name: state.container_id for name, state in s.view.services(s.target.project).items()}
+        s.report["kvcached_limits"] = kvcached.apply(s.view.client, running, stack, s.loaded.plan)
+        for cap in s.report["kvcached_limits"]:
+            output.info(f"kvcached: {cap['model']} may borrow up to {cap['limit_bytes'] // 2**20:,} MiB ({cap['ipc']})")
     proxy = session.proxy_client(s.view, s.target.project, s.key)
     try:
         ready = session.wait_for_proxy(proxy, session.served_names(stack), output)

@@ -50,6 +50,8 @@ def model_dict(m: ModelPlan) -> dict[str, Any]:
         "after": list(m.after),
         "boot_timeout_s": m.boot_timeout_s,
         "notes": list(m.notes),
+        "elastic": m.elastic,
+        **({"kv_max_gib": _gib(m.kv_max_bytes), "kv_max_bytes": m.kv_max_bytes} if m.elastic else {}),
     }
 
 
@@ -64,6 +66,8 @@ def gpu_dict(g: GpuPlan) -> dict[str, Any]:
         "boot": g.boot,
         "chain": list(g.chain),
         "free_under_load_gib": _gib(g.free_bytes),
+        "memory_mode": g.memory_mode,
+        **({"pool_gib": _gib(g.pool_bytes), "pool_bytes": g.pool_bytes} if g.memory_mode == "elastic" else {}),
         "models": [model_dict(m) for m in g.models],
     }
 
@@ -75,12 +79,18 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
 def plan_tables(plan: Plan) -> list[Table]:
     tables = []
     for gpu in plan.gpus:
-        table = Table(
-            title=f"GPU {gpu.index}: {gpu.label}, {gpu.total_bytes / GiB:.2f} GiB "
-            f"(shared {fmt_fraction(gpu.fraction_sum)}, free under load {gpu.free_bytes / GiB:.2f} GiB)",
-            title_justify="left",
+        elastic = gpu.memory_mode == "elastic"
+        summary = (
+            f"elastic: shared KV pool {gpu.pool_bytes / GiB:.2f} GiB, "
+            f"{gpu.guaranteed_kv_bytes / GiB:.2f} GiB guaranteed"
+            if elastic
+            else f"shared {fmt_fraction(gpu.fraction_sum)}, free under load {gpu.free_bytes / GiB:.2f} GiB"
         )
-        for header in ("boot", "model", "fraction", "weights", "KV cache", "KV tokens", "full-length seqs"):
+        table = Table(
+            title=f"GPU {gpu.index}: {gpu.label}, {gpu.total_bytes / GiB:.2f} GiB ({summary})", title_justify="left"
+        )
+        kv_headers = ("KV guaranteed", "may borrow up to") if elastic else ("KV cache", "KV tokens")
+        for header in ("boot", "model", "fraction", "weights", *kv_headers, "full-length seqs"):
             table.add_column(header, justify="left" if header == "model" else "right")
         for m in gpu.models:
             table.add_row(
@@ -89,7 +99,7 @@ def plan_tables(plan: Plan) -> list[Table]:
                 fmt_fraction(m.fraction),
                 f"{m.weights_bytes / GiB:.2f} GiB",
                 f"{m.kv_bytes / GiB:.2f} GiB",
-                f"{m.kv_tokens:,}",
+                f"{m.kv_max_bytes / GiB:.2f} GiB" if elastic else f"{m.kv_tokens:,}",
                 f"{m.max_concurrency:.2f} x {m.max_model_len:,}",
             )
         tables.append(table)

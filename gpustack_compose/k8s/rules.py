@@ -55,6 +55,13 @@ def check_kubernetes(stack: StackSpec, plan: Plan) -> None:
     """Raises SpecError naming the field when the stack cannot keep its
     guarantees on the cluster the ``kubernetes:`` block describes."""
     kube = stack.kubernetes
+    for position, card in enumerate(stack.cards):
+        if card.memory_mode == "elastic":
+            raise _fail(
+                ("gpus", position, "memory_mode"),
+                f"GPU {card.index} is elastic: kvcached's servers share one IPC namespace and /dev/shm, which "
+                "separate pods do not; the Kubernetes target renders static GPUs only",
+            )
     declared = {card.index for card in stack.cards}
     used = sorted({i for m in plan.models for i in m.gpus})
     for field in ("nodes", "gpu_uuids"):

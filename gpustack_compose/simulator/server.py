@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ from types import FrameType
 from typing import Any
 
 from gpustack_compose.simulator.args import ServeArgs, UnrecognizedArguments, parse
+from gpustack_compose.simulator.kvpool import ElasticKv
 from gpustack_compose.simulator.ledger import Cards, GiB, Gpu
 
 MAX_BODY = 8 * 1024 * 1024
@@ -53,6 +55,9 @@ class Settings:
     instance: str
     fail: str
     runtime_lora: bool
+    elastic: bool = False  # kvcached (ENABLE_KVCACHED=true)
+    ipc_name: str = ""
+    token_s: float = 0.0  # simulated decode time per generated token
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> Settings:
@@ -77,6 +82,9 @@ class Settings:
             instance=env.get("GSC_SIM_INSTANCE") or socket.gethostname(),
             fail=env.get("GSC_SIM_FAIL", ""),
             runtime_lora=_truthy(env.get("VLLM_ALLOW_RUNTIME_LORA_UPDATING")),
+            elastic=_truthy(env.get("ENABLE_KVCACHED")),
+            ipc_name=env.get("KVCACHED_IPC_NAME") or env.get("GSC_SIM_INSTANCE") or socket.gethostname(),
+            token_s=float(env.get("GSC_SIM_TOKEN_S", "0")),
         )
 
     @property
@@ -94,6 +102,7 @@ class State:
     running: int = 0
     served: int = 0
     created: int = field(default_factory=lambda: int(time.time()))
+    pool: ElasticKv | None = None
 
     def model_names(self) -> list[str]:
         with self.lock:
@@ -240,10 +249,19 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             self._json(400, error_body(str(exc), "BadRequestError", 400))
             return
+        prompt_tokens = max(1, len(prompt.split()))
+        pool = self.state.pool
+        mapped = pool.acquire(prompt_tokens + tokens) if pool is not None else 0
+        if mapped is None:
+            assert pool is not None
+            blocks = math.ceil((prompt_tokens + tokens) / 16)
+            self._json(503, error_body(f"Cannot get {blocks} free blocks from the pool", "ServiceUnavailable", 503))
+            return
         with self.state.lock:
             self.state.running += 1
         try:
-            prompt_tokens = max(1, len(prompt.split()))
+            if self.state.settings.token_s:
+                time.sleep(tokens * self.state.settings.token_s)
             usage = {"prompt_tokens": prompt_tokens, "completion_tokens": tokens,
                      "total_tokens": prompt_tokens + tokens}  # fmt: skip
             ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
@@ -263,6 +281,8 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, {"id": ident, "object": "chat.completion" if chat else "text_completion",
                              "created": created, "model": model, "choices": [choice], "usage": usage})  # fmt: skip
         finally:
+            if pool is not None and mapped:
+                pool.release(mapped)
             with self.state.lock:
                 self.state.running -= 1
                 self.state.served += 1
@@ -331,10 +351,17 @@ class Handler(BaseHTTPRequestHandler):
         name = self.state.args.served_model_name
         with self.state.lock:
             running, served = self.state.running, self.state.served
-        return (
+        text = (
             f'vllm:num_requests_running{{model_name="{name}"}} {running}\n'
             f'vllm:request_success_total{{model_name="{name}"}} {served}\n'
         )
+        pool = self.state.pool
+        if pool is not None:
+            text += (
+                f'kvcached_kv_used_bytes{{model_name="{name}"}} {pool.used_bytes}\n'
+                f'kvcached_kv_limit_bytes{{model_name="{name}"}} {pool.limit_bytes()}\n'
+            )
+        return text
 
 
 class _Stop(BaseException):
@@ -361,6 +388,8 @@ class Boot:
     cards: Cards
     started: float = field(default_factory=time.monotonic)
     snapshot_others: int = 0
+    base_bytes: int = 0  # held once booted (weights and overheads; all of it but KV pages when elastic)
+    virtual_kv_bytes: int = 0
 
     @property
     def requested(self) -> float:
@@ -426,12 +455,27 @@ class Boot:
         s = self.settings
         weights = s.weights_bytes if s.weights_bytes is not None else int(self.requested * 0.6)
         self.at(0.3)
-        self.startup_check()
+        if s.elastic:
+            # kvcached's patched worker skips vLLM's free-memory check: the KV
+            # cache is virtual, so only what the server really maps must fit.
+            self.claim(s.context_bytes)
+        else:
+            self.startup_check()
         for step in range(1, 6):  # weights arrive over a sixth of the boot
             self.at(0.3 + 0.03 * step)
             self.claim(s.context_bytes + weights * step // 5)
         self.at(0.5)
         self.claim(s.context_bytes + weights + s.profile_bytes)  # the profile/warm-up peak
+        if s.elastic:
+            # kvcached: KV space = total x utilization - this process's own usage.
+            self.virtual_kv_bytes = int(self.requested - weights - s.profile_bytes)
+            self.base_bytes = weights + s.overhead_bytes
+            self.at(0.55)
+            self.claim(self.base_bytes)
+            log("INFO", "kvcached", f"kvcached enabled: {_gib(self.virtual_kv_bytes)} GiB of virtual KV space "
+                f"(IPC {s.ipc_name}); pages are mapped on demand")  # fmt: skip
+            self.at(1.0)
+            return
         kv = self.kv_cache(weights)
         self.at(0.55)
         self.claim(weights + kv + s.overhead_bytes)
@@ -464,8 +508,9 @@ def main(argv: list[str]) -> int:
     try:
         log("INFO", "gpu_model_runner.py", f"Loading model {args.model} (simulated, {settings.load_s:.1f} s)")
         if ledger is not None:
+            boot = Boot(args, settings, ledger)
             try:
-                Boot(args, settings, ledger).run()
+                boot.run()
             except _Refused:
                 print("RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}",
                       flush=True)  # fmt: skip
@@ -480,6 +525,9 @@ def main(argv: list[str]) -> int:
             while True:
                 time.sleep(3600)
         state = State(args, settings, dict(args.lora_modules))
+        if settings.elastic and ledger is not None:
+            state.pool = ElasticKv(ledger, settings.instance, args.served_model_name, settings.ipc_name,
+                                   boot.base_bytes, boot.virtual_kv_bytes, settings.kv_bytes_per_token)  # fmt: skip
         handler = type("BoundHandler", (Handler,), {"state": state})
         server = ThreadingHTTPServer((args.host, args.port), handler)
         server.daemon_threads = True
