@@ -111,6 +111,8 @@ def differences(stack: StackSpec, plan: Plan, options: RehearsalOptions) -> dict
         notes = [f"weights: a tiny random-weight {tiny_family(model)} stand-in (vLLM's CPU build, no GPU)"]
         if tiny_family(model) != model.family:
             notes.append(f"no tiny {model.family} stand-in: the llama one serves in its place")
+        if model.elastic:
+            notes.append("kvcached is not part of vLLM's CPU build: a static KV cache, no kvctl caps")
         out[model.service] = notes + adapted.differences
     return out
 

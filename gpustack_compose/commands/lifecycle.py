@@ -154,7 +154,8 @@ def boot_and_wait(s: Session, timeout_s: float | None, output: Output) -> None:
     s.timeline = result.watch.timeline()
     session.conclude(result, output)
     caps = kvcached.limits(stack, s.loaded.plan)
-    if caps:
+    # vLLM's CPU build has no kvcached (rehearsal.differences says so)
+    if caps and s.report.get("rehearsal", {}).get("engine") != "vllm-cpu":
         running = {name: state.container_id for name, state in s.view.services(s.target.project).items()}
         s.report["kvcached_limits"] = kvcached.apply(s.view.client, running, stack, s.loaded.plan)
         for cap in s.report["kvcached_limits"]:
