@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpustack_compose.commands.common import Target, load_and_plan, output_dir, owned_dirs, rendered_files
+from gpustack_compose.commands.common import Target, compare_rendered, load_and_plan, output_dir
 from gpustack_compose.console import Output
 from gpustack_compose.errors import EXIT_DRIFT, DriftError, GscError
-from gpustack_compose.writer import compare, unified_diff
+from gpustack_compose.writer import unified_diff
 
 STACKS_DIR = Path("stacks")
 
@@ -29,8 +29,7 @@ def stack_files(paths: tuple[Path, ...]) -> list[Path]:
 def check_one(stack_path: Path, out: Path | None, output: Output, target: Target = "auto") -> None:
     loaded = load_and_plan(stack_path)
     out_dir = output_dir(loaded, out)
-    files = rendered_files(loaded, out_dir, target)
-    states = compare(out_dir, files, owned_dirs(files))
+    states = compare_rendered(loaded, out_dir, target)
     stale = [s for s in states if s.status != "identical"]
     if not stale:
         output.info(f"{out_dir.as_posix()} is up to date with {stack_path.as_posix()}")

@@ -11,6 +11,7 @@ from gpustack_compose.loader import load_stack
 from gpustack_compose.planner import Plan, plan_stack
 from gpustack_compose.render import render
 from gpustack_compose.spec import StackSpec
+from gpustack_compose.writer import FileState, compare, write
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,22 @@ def rendered_files(loaded: Loaded, out_dir: Path, target: Target = "auto") -> di
     return files
 
 
-def owned_dirs(files: dict[str, str]) -> tuple[str, ...]:
+def _owned_dirs(files: dict[str, str]) -> tuple[str, ...]:
     """Folders whose every generated file is ours: a file there that the render
     no longer produces (a removed model's manifests) is deleted."""
     from gpustack_compose.k8s.manifests import K8S_DIR
 
     return (K8S_DIR,) if any(path.startswith(K8S_DIR + "/") for path in files) else ()
+
+
+def compare_rendered(loaded: Loaded, out_dir: Path, target: Target = "auto") -> list[FileState]:
+    """What a render of ``target`` would change in ``out_dir`` (writes nothing)."""
+    files = rendered_files(loaded, out_dir, target)
+    return compare(out_dir, files, _owned_dirs(files))
+
+
+def write_rendered(loaded: Loaded, out_dir: Path, target: Target = "auto") -> list[FileState]:
+    """Render ``target`` into ``out_dir`` where it changed, deleting our own
+    files the render no longer produces; returns what happened to each file."""
+    files = rendered_files(loaded, out_dir, target)
+    return write(out_dir, files, _owned_dirs(files))

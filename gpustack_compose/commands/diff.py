@@ -15,10 +15,10 @@ from typing import Any
 
 import yaml
 
-from gpustack_compose.commands.common import Target, load_and_plan, output_dir, owned_dirs, rendered_files
+from gpustack_compose.commands.common import Target, compare_rendered, load_and_plan, output_dir
 from gpustack_compose.console import Output
 from gpustack_compose.render import COMPOSE_FILE, LITELLM_CONFIG
-from gpustack_compose.writer import FileState, compare, unified_diff
+from gpustack_compose.writer import FileState, unified_diff
 
 # Flags whose values the summary names; any other change is "other arguments".
 NAMED_FLAGS = {
@@ -137,8 +137,7 @@ def summary(states: list[FileState]) -> list[str]:
 def run(stack_path: Path, out: Path | None, output: Output, target: Target = "auto") -> int:
     loaded = load_and_plan(stack_path)
     out_dir = output_dir(loaded, out)
-    files = rendered_files(loaded, out_dir, target)
-    states = compare(out_dir, files, owned_dirs(files))
+    states = compare_rendered(loaded, out_dir, target)
     if all(s.status == "identical" for s in states):
         output.raw(f"{out_dir.as_posix()}: no changes\n")
         return 0

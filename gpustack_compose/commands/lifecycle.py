@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpustack_compose.commands.common import Loaded, output_dir, rendered_files
+from gpustack_compose.commands.common import Loaded, output_dir, write_rendered
 from gpustack_compose.console import Output
 from gpustack_compose.errors import GscError
 from gpustack_compose.loader import load_stack
@@ -20,7 +20,6 @@ from gpustack_compose.runtime.secrets import MASTER_KEY
 from gpustack_compose.runtime.state import DockerView
 from gpustack_compose.runtime.target import Target, forget_rehearsal, prepare_rehearsal, production
 from gpustack_compose.runtime.watch import TimelineEntry
-from gpustack_compose.writer import write
 
 
 @dataclass(frozen=True)
@@ -124,7 +123,7 @@ def open_session(
 
 def _write(loaded: Loaded, out_dir: Path, output: Output) -> None:
     """`up` and `rehearse` render first when the stack file changed."""
-    for state in write(out_dir, rendered_files(loaded, out_dir)):
+    for state in write_rendered(loaded, out_dir):
         if state.status != "identical":
             output.file_status(state.status, (out_dir / state.path).as_posix())
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from docker.errors import DockerException
 
-from gpustack_compose.commands.common import Loaded, output_dir, rendered_files
+from gpustack_compose.commands.common import Loaded, output_dir, write_rendered
 from gpustack_compose.console import Output
 from gpustack_compose.errors import EngineError, GscError
 from gpustack_compose.loader import parse_yaml, read_stack_text, validate_stack
@@ -44,7 +44,7 @@ def _apply(stack_file: Path, new_text: str, change: str, out: Path | None, outpu
     write(stack_file.parent, {stack_file.name: new_text})
     output.file_status("update", stack_file.as_posix())
     out_dir = output_dir(loaded, out)
-    for state in write(out_dir, rendered_files(loaded, out_dir)):
+    for state in write_rendered(loaded, out_dir):
         if state.status != "identical":
             output.file_status(state.status, (out_dir / state.path).as_posix())
     return loaded
