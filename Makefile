@@ -49,10 +49,9 @@ schema: install ## regenerate schema/stack.schema.json from the spec model
 dist: install ## build the wheel and sdist into dist/ (templates and image contexts inside)
 	$(PY) -m build --outdir dist .
 
-golden: install ## regenerate tests/golden/*/expected with the tool itself (compose only for elastic stacks: k8s refuses them)
+golden: install ## regenerate tests/golden/*/expected with the tool itself (k8s/ too where a case has one)
 	@for d in tests/golden/*/; do \
-	  t=all; grep -q "memory_mode: elastic" $$d/stack.yaml && t=compose; \
-	  $(PY) -m gpustack_compose render $$d/stack.yaml -o $$d/expected --target $$t || exit 1; done
+	  $(PY) -m gpustack_compose render $$d/stack.yaml -o $$d/expected || exit 1; done
 
 images: install ## build the rehearsal images locally: simulator, LiteLLM, real vLLM CPU (cached by content hash)
 	$(PY) -m gpustack_compose images --vllm-cpu
