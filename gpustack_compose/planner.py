@@ -772,13 +772,9 @@ def _plan_elastic_gpu(
     kv_max. kvcached sizes a server's virtual KV space as total x
     --gpu-memory-utilization - the process's own usage (weights, activations),
     so the fraction rendered is the one that makes that space kv_max."""
+    # One GPU per model here: only a pinned gpu: [i, j] is tensor parallel, and
+    # spec.check_stack refuses one that includes an elastic GPU.
     gpu, label, total, reserve = card.index, card.label, card.total, card.reserve
-    for need in needs:
-        if len(placement[need.spec.name]) > 1:
-            raise PlanError(
-                f"{model_label(need)}: tensor parallel over GPUs {', '.join(map(str, placement[need.spec.name]))} "
-                f"includes elastic GPU {gpu}: elastic mode is for models on one GPU"
-            )
     static = sum(n.non_kv_bytes + n.outside_share_bytes for n in needs)
     pool = total - reserve - static
     if pool <= 0:

@@ -61,6 +61,7 @@ def apply(client: Any, containers: dict[str, str], stack: StackSpec, plan: Plan)
             except DockerException as exc:
                 raise BootError(f"{service}: cannot run {' '.join(cap.argv())}: {exc}") from None
             if code != 0:
-                raise BootError(f"{service}: {' '.join(cap.argv())} exited {code}: {output.splitlines()[-1:]}")
+                last = output.splitlines()[-1] if output else "no output"
+                raise BootError(f"{service}: {' '.join(cap.argv())} exited {code}: {last}")
             applied.append({"model": cap.model, "ipc": cap.ipc, "limit_bytes": cap.mib * MiB, "kvctl": output})
     return applied

@@ -253,7 +253,6 @@ class Handler(BaseHTTPRequestHandler):
         pool = self.state.pool
         mapped = pool.acquire(prompt_tokens + tokens) if pool is not None else 0
         if mapped is None:
-            assert pool is not None
             blocks = math.ceil((prompt_tokens + tokens) / 16)
             self._json(503, error_body(f"Cannot get {blocks} free blocks from the pool", "ServiceUnavailable", 503))
             return
