@@ -60,12 +60,12 @@ def _docker_size_to_quantity(size: str) -> str:
 
 
 def _chain_budgets(plan: Plan) -> dict[str, int]:
-    """Longest a model can take to be healthy counting from the stack's start:
-    its own boot timeout after the slowest of its predecessors' budgets."""
+    """Longest a model can take to be healthy counting from the stack's start,
+    by service (``after`` names services): its own boot timeout after the
+    slowest of its predecessors' budgets."""
     budgets: dict[str, int] = {}
     for model in plan.boot_ordered():
-        before = max((budgets[plan.by_service(s).name] for s in model.after), default=0)
-        budgets[model.name] = before + model.boot_timeout_s
+        budgets[model.service] = max((budgets[s] for s in model.after), default=0) + model.boot_timeout_s
     return budgets
 
 
@@ -154,7 +154,7 @@ def _model_pod(
         "hf_size": _hf_cache_size(stack, model),
         "adapter_mounts": mounts,
         "waits_for": waits_for,
-        "wait_timeout_s": max((budgets[plan.by_service(s).name] for s in model.after), default=0),
+        "wait_timeout_s": max((budgets[s] for s in model.after), default=0),
         "startup_failures": math.ceil(model.boot_timeout_s / STARTUP_PERIOD_S),
     }
 
