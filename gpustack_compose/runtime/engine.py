@@ -6,6 +6,8 @@ unit tests can hand in a fake.
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Any
 
 import docker
@@ -14,14 +16,41 @@ from docker.errors import DockerException
 from gpustack_compose.errors import EngineError
 from gpustack_compose.healthcheck import parse_engine_version
 
+# What the docker SDK connects to when DOCKER_HOST is unset.
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
+
+def _no_engine(reason: str) -> EngineError:
+    return EngineError(f"no Docker engine answers ({reason}); start dockerd or set DOCKER_HOST")
+
+
+def _probe_unix_socket(path: str) -> None:
+    """Connect to the engine's socket once and close it. The docker SDK's own
+    unix connection (docker/transport/unixconn.py) leaves its socket open
+    when ``connect`` fails, which Python reports as a ResourceWarning at
+    garbage collection -- into the user's stderr, or as a test failure."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(5)
+        try:
+            probe.connect(path)
+        except OSError as exc:
+            raise _no_engine(f"{path}: {exc.strerror or type(exc).__name__}") from None
+
 
 def connect(timeout: int = 120) -> Any:
     """A docker SDK client for the engine DOCKER_HOST (or the default socket) names."""
+    host = os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+    if host.startswith("unix://"):
+        _probe_unix_socket(host.removeprefix("unix://"))
     try:
         client = docker.from_env(timeout=timeout)
+    except DockerException as exc:
+        raise _no_engine(_first_line(exc)) from None
+    try:
         client.ping()
     except DockerException as exc:
-        raise EngineError(f"no Docker engine answers ({_first_line(exc)}); start dockerd or set DOCKER_HOST") from None
+        client.close()
+        raise _no_engine(_first_line(exc)) from None
     return client
 
 
