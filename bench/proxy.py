@@ -13,7 +13,7 @@ import httpx
 
 from bench.common import Load, Section, load, running_rehearsal, service_container
 from gpustack_compose.commands import lifecycle
-from gpustack_compose.render import PROXY_PORT
+from gpustack_compose.contract import PROXY_PORT
 
 COUNTS = {1: 300, 32: 1600}
 STACK = """\

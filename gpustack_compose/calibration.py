@@ -1,7 +1,7 @@
 """Numbers the planner plans with, and where each one comes from.
 
-Measured with real vLLM 0.26.0 on one H100 80GB HBM3 (DESIGN §4 and
-shared/h100/vllm-two-models-one-h100.md), unless a line says otherwise. vLLM's
+Measured with real vLLM 0.26.0 on one H100 80GB HBM3 (docs/facts.md and
+docs/h100-vllm-0.26.0.md), unless a line says otherwise. vLLM's
 own accounting (``v1/worker/gpu_worker.py``, ``utils/mem_utils.py``):
 
     requested = ceil(util * total)                       # checked against free at start
@@ -35,7 +35,7 @@ NON_TORCH_INCREASE = gib(0.22)
 COLD_COMPILE_EXTRA = gib(0.67)
 
 # Per server, outside any fraction: the CUDA context (~618 MiB outside
-# PyTorch's allocator) and cuBLAS (~160 MiB), DESIGN §4 "~0.75 GiB that no
+# PyTorch's allocator) and cuBLAS (~160 MiB), docs/facts.md "~0.75 GiB that no
 # fraction accounts for" ...
 CUDA_CONTEXT = 618 * MiB + 160 * MiB
 # ... and, in vLLM 0.26 with model runner V2, CUDA graphs: "Graph capturing
@@ -54,7 +54,8 @@ KV_BLOCK_TOKENS = 16
 
 # Scheduler defaults written explicitly, because vLLM sizes its own defaults
 # from the whole DEVICE, not the slice: on an H100 the API server gets
-# max_num_seqs=1024, max_num_batched_tokens=8192 (DESIGN §1.3); on cards under
+# max_num_seqs=1024, max_num_batched_tokens=8192 (docs/h100-vllm-0.26.0.md,
+# "defaults seen"); on cards under
 # 70 GiB it uses 2048 tokens. A slice is smaller than a card, so use 2048.
 DEFAULT_MAX_NUM_BATCHED_TOKENS = 2048
 # The H100 measurements ran --max-num-seqs 16; CUDA graph memory above was
@@ -86,7 +87,7 @@ COLD_BOOT_BASE_S = 55.0
 COLD_BOOT_S_PER_WEIGHT_GIB = 2.45
 
 # `--kv-cache-memory-bytes` fixes the KV cache and skips vLLM's profiling
-# (DESIGN §4; used with vLLM 0.26.0 on the H100, where two servers booted
+# (docs/facts.md, "vLLM"; used with vLLM 0.26.0 on the H100, where two servers booted
 # together twice with it). vLLM 0.11.0 is the first release that has it;
 # images whose tag names an older release get the fraction-only form.
 KV_CACHE_BYTES_SINCE = (0, 11, 0)

@@ -2,7 +2,7 @@
 
 GPU totals are what CUDA reports (``cudaMemGetInfo``), because that is the number
 vLLM multiplies ``--gpu-memory-utilization`` by. Measured on an H100 80GB HBM3
-(DESIGN §4): NVML total 85,520,809,984 B, CUDA total 85,017,493,504 B -- CUDA
+(docs/facts.md): NVML total 85,520,809,984 B, CUDA total 85,017,493,504 B -- CUDA
 sees exactly 480 MiB less than NVML / nvidia-smi. The other cards use their
 nvidia-smi total minus the same 480 MiB; the rule reproduces, to 1 MiB, the
 ``total_gpu_memory: 44.52 GiB`` vLLM logged on an L40S (vllm-project/vllm#14011).

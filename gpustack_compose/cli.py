@@ -20,7 +20,7 @@ import click
 
 from gpustack_compose import __version__
 from gpustack_compose.console import Output
-from gpustack_compose.errors import EXIT_INVALID, GscError
+from gpustack_compose.errors import EXIT_INVALID, GscError, is_missing_dependency, missing_module_message
 
 if TYPE_CHECKING:
     from gpustack_compose.commands.common import Target
@@ -72,17 +72,39 @@ def _guard(action: Callable[[Output], int]) -> None:
     except KeyboardInterrupt:
         output.error("interrupted")
         code = 130
-    except Exception as exc:  # a bug: one line, traceback on request
-        if os.environ.get("GSC_DEBUG"):
-            import traceback
+    except Exception as exc:
+        if isinstance(exc, ModuleNotFoundError) and is_missing_dependency(exc):
+            code = _missing_dependency(exc)  # a dependency imported lazily (rich, docker, httpx)
+        else:  # a bug: one line, traceback on request
+            if os.environ.get("GSC_DEBUG"):
+                import traceback
 
-            traceback.print_exc()
-        output.error(f"internal error: {type(exc).__name__}: {exc} (set GSC_DEBUG=1 for the traceback)")
-        code = EXIT_INVALID
+                traceback.print_exc()
+            output.error(f"internal error: {type(exc).__name__}: {exc} (set GSC_DEBUG=1 for the traceback)")
+            code = EXIT_INVALID
     sys.exit(code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _missing_dependency(exc: ModuleNotFoundError) -> int:
+    """Plain text: rich may be the module that is missing."""
+    sys.stderr.write(f"error: {missing_module_message(exc.name)}\n")
+    return EXIT_INVALID
+
+
+class _Main(click.Group):
+    """The command group; a command module that cannot import its
+    dependencies (imported when the command runs) ends in one line."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as exc:
+            if not is_missing_dependency(exc):
+                raise
+            sys.exit(_missing_dependency(exc))
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gpustack-compose")
 def main() -> None:
     """Turn a stack file -- "these LLMs share this GPU host" -- into a checked
@@ -402,7 +424,7 @@ def smoke(stack: Path, out: Path | None, as_json: bool, rehearsal: bool) -> None
 
 @main.command()
 @click.option("--force", is_flag=True, help="Rebuild even when the tags exist.")
-@click.option("--vllm-cpu", is_flag=True, help="Also build the real vLLM CPU image (~4 GB).")
+@click.option("--vllm-cpu", is_flag=True, help="Also build the real vLLM CPU image (3.75 GB).")
 def images(force: bool, vllm_cpu: bool) -> None:
     """Build the simulator and LiteLLM images locally (cached by content hash).
 

@@ -57,3 +57,21 @@ class BootError(GscError):
     """A service of the stack exited or stayed unhealthy past its budget."""
 
     exit_code = EXIT_UNHEALTHY
+
+
+def is_missing_dependency(exc: ModuleNotFoundError) -> bool:
+    """A third-party module is missing (click, rich, docker...): not one of
+    the package's own, which would be a broken install or a bug."""
+    return exc.name is not None and exc.name.split(".")[0] != "gpustack_compose"
+
+
+def missing_module_message(module: str | None) -> str:
+    """One line for a Python that lacks the tool's dependencies (a system
+    Python running ``python -m gpustack_compose`` from a checkout)."""
+    import sys
+
+    top = (module or "?").split(".")[0]
+    return (
+        f"this Python ({sys.executable}) lacks gpustack-compose's dependencies (no module {top!r}): "
+        "run `make install`, then `. .venv/bin/activate` (or use the `make` targets), or `pip install .`"
+    )

@@ -28,9 +28,10 @@ from typing import Any
 
 from gpustack_compose import calibration as cal
 from gpustack_compose.catalog import ModelArch, find_gpu, find_model
+from gpustack_compose.contract import service_name
 from gpustack_compose.errors import PlanError
 from gpustack_compose.placement import Card, Demand, place
-from gpustack_compose.spec import GpuSpec, ModelSpec, StackSpec, model_gpus, service_name
+from gpustack_compose.spec import GpuSpec, ModelSpec, StackSpec, model_gpus
 from gpustack_compose.units import GiB, ceil_to, floor_to, fmt_fraction, fmt_gib, gib
 
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
@@ -327,7 +328,7 @@ def lora_slot_bytes(arch: ModelArch, max_loras: int, max_rank: int, dtype_bytes:
 
 
 def kv_bytes_per_token(arch: ModelArch, model_dtype_bytes: int, kv_cache_dtype: str, tensor_parallel: int = 1) -> int:
-    """2 (K and V) x layers x KV heads x head dim x dtype bytes (DESIGN §4), per
+    """2 (K and V) x layers x KV heads x head dim x dtype bytes (docs/facts.md, "vLLM"), per
     card: tensor parallelism gives each card kv_heads / tp heads, or one
     replicated head when tp exceeds them (vLLM's QKVParallelLinear)."""
     dtype_bytes = KV_DTYPE_BYTES.get(kv_cache_dtype, model_dtype_bytes)
@@ -404,7 +405,7 @@ def _resolve(model: ModelSpec, stack_index: int, image: str) -> _Need:
     act_bytes = 4 if dtype == "float32" else 2
     # vLLM's defaults are max_loras 1 and max_cpu_loras = max_loras; a shared
     # base model usually serves several adapters in one batch, so up to 4.
-    serves_loras = bool(model.loras) or model.runtime_loras is not None
+    serves_loras = model.serves_loras
     default_slots = 4 if model.runtime_loras is not None else min(len(model.loras), 4)
     max_loras = (model.max_loras or default_slots) if serves_loras else 0
     max_cpu_loras = (model.max_cpu_loras or max_loras) if serves_loras else 0

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from gpustack_compose import calibration as cal
+from gpustack_compose import versions
+from gpustack_compose.contract import PROXY_PORT, PROXY_SERVICE, SIM_VLLM_RELEASE_ENV
 from gpustack_compose.planner import ModelPlan, Plan
-from gpustack_compose.render import PROXY_PORT, PROXY_SERVICE, environment
-from gpustack_compose.spec import ModelSpec, StackSpec
+from gpustack_compose.render import environment
+from gpustack_compose.spec import ModelSpec, StackSpec, model_image
 from gpustack_compose.units import GiB
 from gpustack_compose.vllm_args import TINY_FAMILIES, cpu_adaptation, serve_args
 
@@ -74,6 +76,8 @@ def sim_environment(stack: StackSpec, plan: Plan, model: ModelPlan, options: Reh
         "GSC_SIM_KV_BYTES_PER_TOKEN": str(model.kv_bytes_per_token),
         "GSC_SIM_LOAD_S": f"{load_seconds(model, options):g}",
         "GSC_SIM_INSTANCE": model.service,
+        # the flags the simulator accepts: those of the release production runs
+        SIM_VLLM_RELEASE_ENV: versions.image_vllm_release(production_image(stack, model)) or versions.VLLM,
     }
     if options.ledger:
         values["GSC_SIM_LEDGER_DIR"] = LEDGER_DIR
@@ -85,6 +89,10 @@ def sim_environment(stack: StackSpec, plan: Plan, model: ModelPlan, options: Reh
 
 def _spec(stack: StackSpec, model: ModelPlan) -> ModelSpec:
     return next(m for m in stack.models if m.name == model.name)
+
+
+def production_image(stack: StackSpec, model: ModelPlan) -> str:
+    return model_image(stack, _spec(stack, model), elastic=model.elastic)
 
 
 def tiny_family(model: ModelPlan) -> str:

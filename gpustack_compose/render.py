@@ -21,20 +21,31 @@ from typing import Any
 import jinja2
 
 from gpustack_compose import healthcheck
+from gpustack_compose.contract import (
+    BOOT_POSITION_LABEL,
+    COMPOSE_FILE,
+    ENV_EXAMPLE,
+    FRACTION_LABEL,
+    GPU_LABEL,
+    HF_CACHE,
+    KV_MAX_BYTES_LABEL,
+    KVCACHED_IPC_LABEL,
+    LITELLM_CONFIG,
+    MODEL_LABEL,
+    MODEL_PORT,
+    PLAN_FILE,
+    PROXY_PORT,
+    PROXY_SERVICE,
+    ROLE_LABEL,
+    ROLE_MODEL,
+    SVG_FILE,
+    kvcached_ipc_name,
+)
 from gpustack_compose.planner import ModelPlan, Plan
-from gpustack_compose.spec import ModelSpec, StackSpec
+from gpustack_compose.spec import ModelSpec, StackSpec, model_image
 from gpustack_compose.units import fmt_fraction, fmt_gib
-from gpustack_compose.vllm_args import MODEL_PORT, adapter_mounts, runtime_lora_env, serve_args
+from gpustack_compose.vllm_args import adapter_mounts, runtime_lora_env, serve_args
 from gpustack_compose.vram_svg import picture
-
-COMPOSE_FILE = "docker-compose.yml"
-LITELLM_CONFIG = "litellm/config.yaml"
-ENV_EXAMPLE = ".env.example"
-PLAN_FILE = "PLAN.md"
-SVG_FILE = "vram.svg"
-PROXY_SERVICE = "litellm"
-PROXY_PORT = 4000
-HF_CACHE = "/root/.cache/huggingface"
 
 
 class Quoted(str):
@@ -230,13 +241,6 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def kvcached_ipc_name(stack: StackSpec, plan: ModelPlan) -> str:
-    """One IPC segment per server (``KVCACHED_IPC_NAME``): ``kvctl limit``
-    addresses a server by it, and two servers sharing one would overwrite each
-    other's accounting. The stack name keeps two stacks on a host apart."""
-    return f"{stack.name}-{plan.service}"
-
-
 def kvcached_env(stack: StackSpec, full: Plan, plan: ModelPlan) -> dict[str, str]:
     """What kvcached reads (kvcached docs, API reference): it patches vLLM at
     import (KVCACHED_AUTOPATCH=1) when ENABLE_KVCACHED is true, and maps KV
@@ -244,7 +248,7 @@ def kvcached_env(stack: StackSpec, full: Plan, plan: ModelPlan) -> dict[str, str
     return {
         "ENABLE_KVCACHED": "true",
         "KVCACHED_AUTOPATCH": "1",
-        "KVCACHED_IPC_NAME": kvcached_ipc_name(stack, plan),
+        "KVCACHED_IPC_NAME": kvcached_ipc_name(stack.name, plan.service),
         "KVCACHED_GPU_UTILIZATION": f"{full.gpu(plan.gpu).kvcached_gpu_utilization:g}",
     }
 
@@ -271,21 +275,21 @@ def _model_service(stack: StackSpec, spec: ModelSpec, plan: ModelPlan, stack_dir
         for m in adapter_mounts(spec)
     ]
     labels = {
-        "gpustack-compose.role": "model",
-        "gpustack-compose.model": spec.name,
-        "gpustack-compose.gpu": plan.gpu_label,
-        "gpustack-compose.fraction": fmt_fraction(plan.fraction),
-        "gpustack-compose.boot-position": str(plan.boot_position),
+        ROLE_LABEL: ROLE_MODEL,
+        MODEL_LABEL: spec.name,
+        GPU_LABEL: plan.gpu_label,
+        FRACTION_LABEL: fmt_fraction(plan.fraction),
+        BOOT_POSITION_LABEL: str(plan.boot_position),
     }
     if plan.elastic:
         # What `up` caps with `kvctl limit <ipc> <bytes>` once the GPU's servers are healthy.
-        labels["gpustack-compose.kvcached-ipc"] = kvcached_ipc_name(stack, plan)
-        labels["gpustack-compose.kv-max-bytes"] = str(plan.kv_max_bytes)
+        labels[KVCACHED_IPC_LABEL] = kvcached_ipc_name(stack.name, plan.service)
+        labels[KV_MAX_BYTES_LABEL] = str(plan.kv_max_bytes)
     ipc = _ipc(full, plan)
     elastic_env = kvcached_env(stack, full, plan) if plan.elastic else {}
     return {
         "service": plan.service,
-        "image": spec.image or (stack.images.vllm_kvcached if plan.elastic else stack.images.vllm),
+        "image": model_image(stack, spec, elastic=plan.elastic),
         "args": serve_args(spec, plan),
         "env": sorted({**runtime_lora_env(spec), **elastic_env, **spec.env}.items()),
         "mounts": mounts,
@@ -358,7 +362,7 @@ def render(stack: StackSpec, plan: Plan, source: str) -> dict[str, str]:
         "svg_file": SVG_FILE,
         "placed": [m for m in plan.models if m.placed and len(plan.gpus) > 1],
         "tensor_parallel": [m for m in plan.models if m.tensor_parallel > 1],
-        "ipc_names": {m.name: kvcached_ipc_name(stack, m) for m in plan.models if m.elastic},
+        "ipc_names": {m.name: kvcached_ipc_name(stack.name, m.service) for m in plan.models if m.elastic},
     }
     return {
         COMPOSE_FILE: env.get_template("docker-compose.yml.j2").render(context),

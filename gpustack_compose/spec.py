@@ -26,9 +26,11 @@ from pydantic import (
     field_validator,
 )
 
+from gpustack_compose import versions
 from gpustack_compose.catalog import find_gpu, find_model, gpu_names
+from gpustack_compose.contract import HF_TOKEN_ENV, MASTER_KEY_ENV, PROXY_PORT, PROXY_SERVICE, service_name
 from gpustack_compose.units import SIZE_PATTERN, fmt_gib, parse_size
-from gpustack_compose.vllm_args import MANAGED_FLAGS, flag_name
+from gpustack_compose.vllm_flags import flag_name, inventory, managed
 
 STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -44,7 +46,7 @@ MODEL_REF = re.compile(r"^[^\s\x00-\x1f\x7f]{1,255}$")
 GPU_EXAMPLES: list[JsonValue] = [*gpu_names()]
 
 # Names the proxy service and compose itself use; a model cannot take them.
-RESERVED_SERVICE_NAMES = frozenset({"litellm"})
+RESERVED_SERVICE_NAMES = frozenset({PROXY_SERVICE})
 
 
 class SpecValueError(ValueError):
@@ -378,6 +380,11 @@ class ModelSpec(_Strict):
     shm_size: str = Field(default="2gb", description="Size of /dev/shm (vLLM and PyTorch share tensors through it).")
     arch: ArchSpec | None = None
 
+    @property
+    def serves_loras(self) -> bool:
+        """Adapters listed, or loadable at run time: vLLM runs with --enable-lora."""
+        return bool(self.loras) or self.runtime_loras is not None
+
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
@@ -426,7 +433,7 @@ class ModelSpec(_Strict):
 class ProxySpec(_Strict):
     """The LiteLLM proxy: the stack's single OpenAI-compatible endpoint."""
 
-    port: int = Field(default=4000, ge=1, le=65535, description="Host port the proxy is published on.")
+    port: int = Field(default=PROXY_PORT, ge=1, le=65535, description="Host port the proxy is published on.")
     host: str = Field(default="127.0.0.1", description="Host address the port is bound to.")
     workers: int = Field(default=2, ge=1, le=64, description="Gunicorn workers (LiteLLM --num_workers).")
     max_requests_before_restart: int = Field(
@@ -450,13 +457,13 @@ class ProxySpec(_Strict):
         return _check_image(value)
 
 
-# The release the planner's constants were measured with (DESIGN §4, vLLM 0.26.0
-# on an H100); the LiteLLM release the proxy image and tests are built from.
-DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.26.0"
-DEFAULT_LITELLM_IMAGE = "ghcr.io/berriai/litellm:main-v1.106.2"
-# Built locally from images/vllm-kvcached/Dockerfile (no registry publishes it):
-# the official vLLM image plus the kvcached release named in the tag.
-DEFAULT_KVCACHED_IMAGE = "gpustack-compose/vllm-kvcached:v0.26.0-kvcached0.1.6"
+# The releases are pinned in versions.py: the vLLM image the planner's
+# constants were measured with, the LiteLLM release the proxy image and tests
+# are built from, and vLLM + kvcached, built locally from
+# images/vllm-kvcached/Dockerfile (no registry publishes it).
+DEFAULT_VLLM_IMAGE = versions.VLLM_IMAGE
+DEFAULT_LITELLM_IMAGE = versions.LITELLM_IMAGE
+DEFAULT_KVCACHED_IMAGE = versions.VLLM_KVCACHED_IMAGE
 
 
 class ImagesSpec(_Strict):
@@ -602,11 +609,11 @@ class KubernetesSpec(_Strict):
     proxy_replicas: int = Field(default=1, ge=1, le=64, description="LiteLLM replicas (it is stateless).")
     proxy_service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
     master_key_secret: SecretRefSpec = Field(
-        default_factory=lambda: SecretRefSpec(name="litellm-master-key", key="LITELLM_MASTER_KEY"),
+        default_factory=lambda: SecretRefSpec(name="litellm-master-key", key=MASTER_KEY_ENV),
         description="Secret key holding LiteLLM's master key.",
     )
     hf_token_secret: SecretRefSpec = Field(
-        default_factory=lambda: SecretRefSpec(name="hf-token", key="HF_TOKEN"),
+        default_factory=lambda: SecretRefSpec(name="hf-token", key=HF_TOKEN_ENV),
         description="Secret key holding the Hugging Face token (optional: the pods start without it).",
     )
     namespace: DnsLabel | None = Field(default=None, description="Namespace set by the kustomization.")
@@ -653,13 +660,6 @@ def _check_image(value: str | None) -> str | None:
     if value is not None and (not IMAGE_REF.match(value) or len(value) > 255):
         raise SpecValueError(f"{value!r} is not an image reference")
     return value
-
-
-def service_name(model_name: str) -> str:
-    """Compose service (and hostname) of a model: dots and underscores become
-    hyphens, because a dot in a hostname is a domain separator
-    (``qwen2.5-7b`` -> ``qwen2-5-7b``)."""
-    return re.sub(r"[._]", "-", model_name).strip("-")
 
 
 class StackRuleError(ValueError):
@@ -724,13 +724,7 @@ def check_stack(stack: StackSpec) -> None:
                 f"{model.model!r} is not in the model catalog; describe it in an arch: block "
                 "(params_b, hidden_size, intermediate_size, num_layers, num_kv_heads, head_dim, context_length)",
             )
-        for arg_position, arg in enumerate(model.extra_args):
-            flag = flag_name(arg)
-            if flag in MANAGED_FLAGS:
-                raise StackRuleError(
-                    (*where, "extra_args", arg_position),
-                    f"{flag} is set by gpustack-compose from {MANAGED_FLAGS[flag]}; remove it from extra_args",
-                )
+        _check_extra_args(model, where, model_image(stack, model, elastic=False))
 
     elastic = {gpu.index for gpu in stack.cards if gpu.memory_mode == "elastic"}
     for position, gpu in enumerate(stack.cards):
@@ -760,6 +754,38 @@ def check_stack(stack: StackSpec) -> None:
                     "(adapters are model names at the proxy)",
                 )
             names[lora.name] = where
+
+
+def model_image(stack: StackSpec, model: ModelSpec, *, elastic: bool) -> str:
+    """The image a model's server runs: its own, else the stack's vLLM image
+    (with kvcached on an elastic GPU, built FROM the same vLLM release)."""
+    return model.image or (stack.images.vllm_kvcached if elastic else stack.images.vllm)
+
+
+def _check_extra_args(model: ModelSpec, where: tuple[str | int, ...], image: str) -> None:
+    """No managed flag in any spelling; and, when the image names a vLLM
+    release whose flag inventory is committed, only flags that release has
+    (vLLM would refuse the server at start: "unrecognized arguments")."""
+    release = versions.image_vllm_release(image)
+    known = inventory(release) if release is not None else None
+    for arg_position, arg in enumerate(model.extra_args):
+        flag = flag_name(arg)
+        if flag is None:
+            continue
+        taken = managed(flag, known)
+        if taken is not None:
+            long, field_name = taken
+            spelled = flag if long == flag else f"{flag} (vLLM reads it as {long})"
+            raise StackRuleError(
+                (*where, "extra_args", arg_position),
+                f"{spelled} is set by gpustack-compose from {field_name}; remove it from extra_args",
+            )
+        if known is not None and known.resolve(flag) is None:
+            raise StackRuleError(
+                (*where, "extra_args", arg_position),
+                f"{flag} is not a flag of vLLM {known.release}'s `vllm serve` (the release {image} runs; "
+                f"its parser's flags: gpustack_compose/data/vllm-flags/{known.release}.json)",
+            )
 
 
 def model_gpus(model: ModelSpec) -> tuple[int, ...]:
@@ -806,9 +832,8 @@ def _check_elastic(model: ModelSpec, where: tuple[str | int, ...], elastic: set[
 
 
 def _check_lora_limits(model: ModelSpec, where: tuple[str | int, ...]) -> None:
-    serves_loras = bool(model.loras) or model.runtime_loras is not None
     for field_name in ("max_loras", "max_cpu_loras"):
-        if getattr(model, field_name) is not None and not serves_loras:
+        if getattr(model, field_name) is not None and not model.serves_loras:
             raise StackRuleError(
                 (*where, field_name), f"is set but {model.name!r} serves no LoRA adapters (no loras, no runtime_loras)"
             )

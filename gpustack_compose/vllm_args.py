@@ -1,7 +1,10 @@
 """The ``vllm serve`` argument list of a model: computed here and only here.
 
-The compose render, the rehearsal overrides and (later) other targets all take
-their arguments from ``serve_args`` so that what is rehearsed is what runs.
+The render layer: it needs the plan. The compose render, the Kubernetes base
+and the rehearsal overrides all take their arguments from ``serve_args`` so
+that what is rehearsed is what runs. What the spec needs to know about flags
+(managed ones, spellings, each release's inventory) is below it, in
+``vllm_flags``.
 """
 
 from __future__ import annotations
@@ -10,68 +13,14 @@ import json
 import posixpath
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING
 
+from gpustack_compose import versions
+from gpustack_compose import vllm_flags as flags
+from gpustack_compose.contract import ADAPTER_ROOT, MODEL_PORT, RUNTIME_ADAPTERS
+from gpustack_compose.planner import ModelPlan
+from gpustack_compose.spec import LoraSpec, ModelSpec
 from gpustack_compose.units import fmt_fraction
-
-if TYPE_CHECKING:
-    from gpustack_compose.planner import ModelPlan
-    from gpustack_compose.spec import LoraSpec, ModelSpec
-
-# The port every model server listens on inside the compose network.
-MODEL_PORT = 8000
-ADAPTER_ROOT = "/adapters"
-# Where a model's runtime_loras folder is mounted; vLLM's filesystem resolver
-# (VLLM_LORA_RESOLVER_CACHE_DIR) loads an adapter from <dir>/<name> on its
-# first request when VLLM_ALLOW_RUNTIME_LORA_UPDATING is on.
-RUNTIME_ADAPTERS = f"{ADAPTER_ROOT}/runtime"
-
-# Flags gpustack-compose sets itself, and the stack field that controls each.
-# vLLM's FlexibleArgumentParser accepts ``--max_model_len`` for
-# ``--max-model-len``, so names are compared with underscores as dashes.
-MANAGED_FLAGS: dict[str, str] = {
-    "--model": "model",
-    "--served-model-name": "name",
-    "--host": "(fixed: 0.0.0.0)",
-    "--port": f"(fixed: {MODEL_PORT})",
-    "--gpu-memory-utilization": "memory",
-    "--kv-cache-memory-bytes": "memory",
-    "--kv-cache-memory": "memory",
-    "--max-model-len": "max_model_len",
-    "--max-num-seqs": "max_num_seqs",
-    "--max-num-batched-tokens": "max_num_batched_tokens",
-    "--dtype": "dtype",
-    "--quantization": "quantization",
-    "-q": "quantization",
-    "--kv-cache-dtype": "kv_cache_dtype",
-    "--enforce-eager": "enforce_eager",
-    "--trust-remote-code": "trust_remote_code",
-    "--enable-lora": "loras",
-    "--lora-modules": "loras",
-    "--max-loras": "max_loras",
-    "--max-lora-rank": "max_lora_rank",
-    "--max-cpu-loras": "max_cpu_loras",
-    "--tensor-parallel-size": "gpu",
-    "-tp": "gpu",
-}
-
-
-def flag_name(arg: str) -> str | None:
-    """``--max_model_len=8`` -> ``--max-model-len``; None for a value."""
-    if not arg.startswith("-") or arg == "-" or _is_number(arg) or arg.startswith("{"):
-        return None
-    name = arg.split("=", 1)[0]
-    if name.startswith("--"):
-        return "--" + name[2:].replace("_", "-")
-    return name
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+from gpustack_compose.vllm_flags import flag_name
 
 
 @dataclass(frozen=True)
@@ -128,34 +77,34 @@ def serve_args(spec: ModelSpec, plan: ModelPlan) -> list[str]:
     """Arguments after ``vllm serve`` (the official image's entrypoint)."""
     args = [
         spec.model,
-        "--served-model-name", spec.name,
-        "--host", "0.0.0.0",
-        "--port", str(MODEL_PORT),
-        "--gpu-memory-utilization", fmt_fraction(plan.fraction),
-        *(["--kv-cache-memory-bytes", str(plan.kv_bytes)] if plan.exact_kv else []),
+        flags.SERVED_MODEL_NAME, spec.name,
+        flags.HOST, "0.0.0.0",
+        flags.PORT, str(MODEL_PORT),
+        flags.GPU_MEMORY_UTILIZATION, fmt_fraction(plan.fraction),
+        *([flags.KV_CACHE_MEMORY_BYTES, str(plan.kv_bytes)] if plan.exact_kv else []),
         # vLLM applies both per card: the fraction of each card, and the KV
         # bytes of each worker (its shard of the KV heads).
-        *(["--tensor-parallel-size", str(plan.tensor_parallel)] if plan.tensor_parallel > 1 else []),
-        "--max-model-len", str(plan.max_model_len),
-        "--max-num-seqs", str(plan.max_num_seqs),
-        "--max-num-batched-tokens", str(plan.max_num_batched_tokens),
+        *([flags.TENSOR_PARALLEL_SIZE, str(plan.tensor_parallel)] if plan.tensor_parallel > 1 else []),
+        flags.MAX_MODEL_LEN, str(plan.max_model_len),
+        flags.MAX_NUM_SEQS, str(plan.max_num_seqs),
+        flags.MAX_NUM_BATCHED_TOKENS, str(plan.max_num_batched_tokens),
     ]  # fmt: skip
     if spec.dtype != "auto":
-        args += ["--dtype", spec.dtype]
+        args += [flags.DTYPE, spec.dtype]
     if spec.quantization is not None:
-        args += ["--quantization", spec.quantization]
+        args += [flags.QUANTIZATION, spec.quantization]
     if spec.kv_cache_dtype != "auto":
-        args += ["--kv-cache-dtype", spec.kv_cache_dtype]
+        args += [flags.KV_CACHE_DTYPE, spec.kv_cache_dtype]
     if spec.enforce_eager:
-        args.append("--enforce-eager")
+        args.append(flags.ENFORCE_EAGER)
     if plan.trust_remote_code:
-        args.append("--trust-remote-code")
-    if spec.loras or spec.runtime_loras is not None:
+        args.append(flags.TRUST_REMOTE_CODE)
+    if spec.serves_loras:
         args += [
-            "--enable-lora",
-            "--max-loras", str(plan.max_loras),
-            "--max-lora-rank", str(plan.max_lora_rank),
-            "--max-cpu-loras", str(plan.max_cpu_loras),
+            flags.ENABLE_LORA,
+            flags.MAX_LORAS, str(plan.max_loras),
+            flags.MAX_LORA_RANK, str(plan.max_lora_rank),
+            flags.MAX_CPU_LORAS, str(plan.max_cpu_loras),
         ]  # fmt: skip
     if spec.loras:
         modules = [
@@ -165,7 +114,7 @@ def serve_args(spec: ModelSpec, plan: ModelPlan) -> list[str]:
             )
             for lora in spec.loras
         ]
-        args += ["--lora-modules", *modules]
+        args += [flags.LORA_MODULES, *modules]
     overridden = {flag_name(a) for a in spec.extra_args} - {None}
     recommended = list(plan.recommended_args)
     for i in range(0, len(recommended), 2):
@@ -177,8 +126,7 @@ def serve_args(spec: ModelSpec, plan: ModelPlan) -> list[str]:
 # Families of tiny stand-in models in the vLLM CPU rehearsal image
 # (images/vllm-cpu/tiny.py); other families are stood in for by llama.
 TINY_FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
-_NATIVE_FORMAT_FLAGS = ("--tokenizer-mode", "--config-format", "--load-format")
-_PARALLEL_FLAGS = ("--tensor-parallel-size", "--pipeline-parallel-size", "-tp", "-pp")
+_NATIVE_FORMAT_FLAGS = (flags.TOKENIZER_MODE, flags.CONFIG_FORMAT, flags.LOAD_FORMAT)
 
 
 @dataclass(frozen=True)
@@ -197,24 +145,35 @@ def cpu_adaptation(args: list[str], cpu_flags: frozenset[str]) -> CpuAdaptation:
     fp8_kv_ok = "avx512f" in cpu_flags or "amx_tile" in cpu_flags
     while i < len(args):
         arg = args[i]
-        flag = flag_name(arg)
+        spelled = flag_name(arg)
+        # compared by the long name, whichever spelling the list uses (-q, -tp, -pp)
+        flag = _long_name(spelled) if spelled is not None else None
         inline = "=" in arg
         value = arg.split("=", 1)[1] if inline else (args[i + 1] if i + 1 < len(args) else "")
         width = 1 if inline else 2
-        if flag in ("--quantization", "-q"):
-            differences.append(f"dropped {flag} {value}: the tiny stand-in checkpoint is not quantized")
-        elif flag == "--kv-cache-dtype" and value.startswith("fp8") and not fp8_kv_ok:
+        if flag == flags.QUANTIZATION:
+            differences.append(f"dropped {spelled} {value}: the tiny stand-in checkpoint is not quantized")
+        elif flag == flags.KV_CACHE_DTYPE and value.startswith("fp8") and not fp8_kv_ok:
             differences.append(
-                f"dropped {flag} {value}: vLLM's CPU backend needs AVX-512 or AMX for an FP8 KV cache, "
+                f"dropped {spelled} {value}: vLLM's CPU backend needs AVX-512 or AMX for an FP8 KV cache, "
                 "and this engine's CPU has neither"
             )
         elif flag in _NATIVE_FORMAT_FLAGS and value == "mistral":
-            differences.append(f"dropped {flag} {value}: the tiny stand-in is in Hugging Face format")
-        elif flag in _PARALLEL_FLAGS and value not in ("1", ""):
-            differences.append(f"dropped {flag} {value}: one CPU process stands in for {value} GPUs")
+            differences.append(f"dropped {spelled} {value}: the tiny stand-in is in Hugging Face format")
+        elif flag in (flags.TENSOR_PARALLEL_SIZE, flags.PIPELINE_PARALLEL_SIZE) and value not in ("1", ""):
+            differences.append(f"dropped {spelled} {value}: one CPU process stands in for {value} GPUs")
         else:
             out.append(arg)
             i += 1
             continue
         i += width
     return CpuAdaptation(out, differences)
+
+
+def _long_name(flag: str) -> str:
+    """A short spelling's long flag, in any inventoried release."""
+    for release in versions.INVENTORIED_VLLM:
+        found = flags.inventory(release)
+        if found is not None and flag in found.aliases:
+            return found.aliases[flag]
+    return flag

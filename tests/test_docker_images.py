@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -52,3 +53,28 @@ def test_litellm_image_has_the_healthcheck_tools(built_images: Any, engine: Any)
     text = output.decode()
     assert "/usr/bin/wget" in text
     assert "1.106.2" in text
+
+
+def test_a_build_leaves_no_untagged_image_behind(built_images: Any, engine: Any, tmp_path: Path) -> None:
+    """A multi-stage recipe built twice under one tag (``images --force``):
+    its build stages and the image the tag named before are gone after."""
+    from gpustack_compose.runtime.images import BUILD_STAGE_LABEL, IMAGE_LABEL, _docker_build
+
+    tag = f"gpustack-compose/leftover-probe:{os.urandom(3).hex()}"
+    ids = []
+    try:
+        for content in ("first", "second"):
+            (tmp_path / "Dockerfile").write_text(
+                "ARG BASE\nFROM ${BASE} AS build\nLABEL " + BUILD_STAGE_LABEL + "\n"
+                f"RUN echo {content} > /probe\nFROM ${{BASE}}\nCOPY --from=build /probe /probe\n"
+            )
+            _docker_build(engine, tmp_path, tag, built_images.base, lambda _message: None)
+            ids.append(engine.images.get(tag).id)
+        assert ids[0] != ids[1]
+        remaining = {image.id for image in engine.images.list(all=True)}
+        assert ids[0] not in remaining
+        for label in (BUILD_STAGE_LABEL, IMAGE_LABEL):
+            dangling = engine.images.list(filters={"dangling": True, "label": label})
+            assert dangling == [], (label, [image.id for image in dangling])
+    finally:
+        engine.images.remove(tag, force=True)

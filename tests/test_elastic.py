@@ -11,10 +11,11 @@ import pytest
 import yaml
 
 from gpustack_compose import calibration as cal
+from gpustack_compose.contract import COMPOSE_FILE
 from gpustack_compose.loader import load_stack
 from gpustack_compose.planner import plan_stack
 from gpustack_compose.rehearsal import RehearsalOptions, differences
-from gpustack_compose.render import COMPOSE_FILE, render
+from gpustack_compose.render import render
 from gpustack_compose.runtime import kvcached
 from gpustack_compose.simulator import kvctl, kvpool
 from gpustack_compose.simulator.ledger import Cards, GiB, Gpu

@@ -311,8 +311,10 @@ def test_colour_only_for_terminals_and_never_with_no_color(tmp_path: Path) -> No
     no_color = run_module(["plan", "s.yaml"], tmp_path, env={**os.environ, "FORCE_COLOR": "1", "NO_COLOR": "1"})
     assert "\x1b[31" not in no_color.stderr and "\x1b[1;31" not in no_color.stderr
     assert "error:" in no_color.stderr
-    # quiet by default: a successful render prints one line per file, nothing else
+    # quiet by default: a successful render prints one line per file written and one summary, nothing else
     write(tmp_path / "ok.yaml", "name: ok\ngpus: [{index: 0, type: L4}]\nmodels:\n"
           "  - {name: a, model: Qwen/Qwen3-0.6B, memory: 0.5, max_model_len: 4096}\n")  # fmt: skip
     rendered = run_module(["render", "ok.yaml"], tmp_path)
-    assert rendered.code == 0 and rendered.stderr == "" and len(rendered.stdout.splitlines()) == 5
+    assert rendered.code == 0 and rendered.stderr == "" and len(rendered.stdout.splitlines()) == 6
+    again = run_module(["render", "ok.yaml"], tmp_path)
+    assert again.stdout == "compose/ok: 5 files: 5 unchanged\n"

@@ -18,11 +18,12 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, assume, given, settings
 
-from gpustack_compose.k8s.manifests import K8S_DIR, KUSTOMIZATION, WAIT_CONFIGMAP, render_kubernetes
+from gpustack_compose.contract import COMPOSE_FILE, K8S_DIR, KUSTOMIZATION, LITELLM_CONFIG, service_name
+from gpustack_compose.k8s.manifests import WAIT_CONFIGMAP, render_kubernetes
 from gpustack_compose.loader import load_stack
 from gpustack_compose.planner import plan_stack
-from gpustack_compose.render import COMPOSE_FILE, LITELLM_CONFIG, render
-from gpustack_compose.spec import DNS_LABEL, StackSpec, service_name
+from gpustack_compose.render import render
+from gpustack_compose.spec import DNS_LABEL, StackSpec
 from gpustack_compose.vllm_args import serve_args
 from tests.conftest import REPO, kustomize_binary, run_cli, tree, write
 from tests.test_render import hostile_stacks

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gpustack_compose.contract import COMPOSE_FILE, LITELLM_CONFIG
 from gpustack_compose.loader import load_stack
 from gpustack_compose.planner import plan_stack
-from gpustack_compose.render import COMPOSE_FILE, LITELLM_CONFIG, render
+from gpustack_compose.render import render
 from tests.conftest import run_cli, tree, write
 
 BASE = """\

@@ -66,7 +66,7 @@ def test_wheel_installs_and_renders_the_example_outside_the_source_tree(installe
         "gpustack_compose/templates/PLAN.md.j2",
         "gpustack_compose/images/vllm-sim/Dockerfile",
         "gpustack_compose/images/litellm/Dockerfile",
-        "gpustack_compose/simulator/vllm_flags.json",
+        "gpustack_compose/data/vllm-flags/0.26.0.json",
     ):
         assert packaged in names, packaged
     assert not any(n.startswith(("tests/", "stacks/")) for n in names)

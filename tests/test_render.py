@@ -14,12 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gpustack_compose.commands.common import kubernetes_rendered
+from gpustack_compose.contract import COMPOSE_FILE, LITELLM_CONFIG
 from gpustack_compose.k8s.manifests import render_kubernetes
 from gpustack_compose.loader import load_stack
 from gpustack_compose.planner import plan_stack
-from gpustack_compose.render import COMPOSE_FILE, LITELLM_CONFIG, render
+from gpustack_compose.render import render
 from gpustack_compose.spec import MODEL_NAME, LoraSpec, ModelSpec, StackSpec
-from gpustack_compose.vllm_args import MANAGED_FLAGS, flag_name, serve_args
+from gpustack_compose.vllm_args import serve_args
+from gpustack_compose.vllm_flags import flag_name, inventory, managed
 from tests.conftest import REPO, compose_binary, tree
 
 GOLDEN = REPO / "tests" / "golden"
@@ -121,7 +123,19 @@ model_refs = st.text(
     st.characters(blacklist_categories=("Cs", "Zs", "Zl", "Zp", "Cc")), min_size=1, max_size=60
 ).filter(lambda s: not any(c.isspace() for c in s))
 names = st.from_regex(MODEL_NAME, fullmatch=True).filter(lambda n: n.strip("-._") != "")
-args = arbitrary_text.filter(lambda a: flag_name(a) not in MANAGED_FLAGS)
+DEFAULT_FLAGS = inventory()
+assert DEFAULT_FLAGS is not None
+
+
+def _allowed_extra(arg: str) -> bool:
+    """Values, and flags the default release has that gpustack-compose does
+    not set: the spec refuses every other extra argument."""
+    assert DEFAULT_FLAGS is not None
+    flag = flag_name(arg)
+    return flag is None or (managed(flag, DEFAULT_FLAGS) is None and DEFAULT_FLAGS.resolve(flag) is not None)
+
+
+args = arbitrary_text.filter(_allowed_extra)
 # Adapter paths are relative to the stack file: anything else is rejected by the spec.
 relative_paths = arbitrary_text.filter(lambda p: not p.startswith(("/", "~")))
 

@@ -99,6 +99,36 @@ CASES = {
         "s.yaml:11:12: models[1].model: 'acme/secret-7b' is not in the model catalog; describe it in an arch: "
         "block (params_b, hidden_size, intermediate_size, num_layers, num_kv_heads, head_dim, context_length)",
     ),
+    "a prefix of a managed flag (vLLM's parser takes abbreviations)": (
+        edit("    max_model_len: 4096", "    max_model_len: 4096\n    extra_args: [--kv-cache-memory=5]"),
+        "s.yaml:14:18: models[1].extra_args[0]: --kv-cache-memory (vLLM reads it as --kv-cache-memory-bytes) is set "
+        "by gpustack-compose from memory; remove it from extra_args",
+    ),
+    "a short alias of a managed flag": (
+        edit("    max_model_len: 4096", "    max_model_len: 4096\n    extra_args: [-tp, '2']"),
+        "s.yaml:14:18: models[1].extra_args[0]: -tp (vLLM reads it as --tensor-parallel-size) is set by "
+        "gpustack-compose from gpu; remove it from extra_args",
+    ),
+    "a flag that would contradict the planned KV cache": (
+        edit("    max_model_len: 4096", "    max_model_len: 4096\n    extra_args: [--num-gpu-blocks-override, '9']"),
+        "s.yaml:14:18: models[1].extra_args[0]: --num-gpu-blocks-override is set by gpustack-compose from memory; "
+        "remove it from extra_args",
+    ),
+    "a flag the image's vLLM release does not have": (
+        edit("    max_model_len: 4096", "    max_model_len: 4096\n    extra_args: [--frobnicate]"),
+        "s.yaml:14:18: models[1].extra_args[0]: --frobnicate is not a flag of vLLM 0.26.0's `vllm serve` (the "
+        "release vllm/vllm-openai:v0.26.0 runs; its parser's flags: gpustack_compose/data/vllm-flags/0.26.0.json)",
+    ),
+    "a flag of another release than the model's image runs": (
+        edit(
+            "    max_model_len: 4096",
+            "    max_model_len: 4096\n    image: vllm/vllm-openai:v0.32.0\n"
+            "    extra_args: [--max-long-partial-prefills, '2']",
+        ),
+        "s.yaml:15:18: models[1].extra_args[0]: --max-long-partial-prefills is not a flag of vLLM 0.32.0's `vllm "
+        "serve` (the release vllm/vllm-openai:v0.32.0 runs; its parser's flags: "
+        "gpustack_compose/data/vllm-flags/0.32.0.json)",
+    ),
     "managed flag in extra_args": (
         edit("    max_model_len: 4096", "    max_model_len: 4096\n    extra_args: [--max_model_len=9]"),
         "s.yaml:14:18: models[1].extra_args[0]: --max-model-len is set by gpustack-compose from max_model_len; "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -20,51 +21,86 @@ from typing import Any
 
 import pytest
 
+from gpustack_compose import versions, vllm_flags
 from gpustack_compose.loader import load_stack
 from gpustack_compose.planner import plan_stack
 from gpustack_compose.runtime import vllm_env
 from gpustack_compose.runtime.state import DockerView, parse_time
+from gpustack_compose.spec import model_image
 from gpustack_compose.vllm_args import serve_args
-from tests.conftest import REPO, run_module, unique, write
+from tests.conftest import REPO, SKIP_VLLM_PARSE, in_ci, run_module, unique, write
 
 
 @pytest.fixture(scope="session")
-def vllm_python() -> Path:
-    return vllm_env.ensure_python(lambda message: print(message, file=sys.stderr))
+def vllm_pythons() -> dict[str, Path]:
+    """A vLLM CPU virtualenv per inventoried release (built once; ``make
+    test`` says so up front). ``GSC_SKIP_VLLM_PARSE=1`` skips what needs
+    them, except in CI."""
+    if os.environ.get(SKIP_VLLM_PARSE) == "1" and not in_ci():
+        pytest.skip(f"{SKIP_VLLM_PARSE}=1: vLLM's own parser is not run (CI always runs it)")
+    progress = lambda message: print(message, file=sys.stderr)  # noqa: E731
+    return {release: vllm_env.ensure_python(progress, release) for release in versions.INVENTORIED_VLLM}
 
 
-def every_committed_argument_list() -> dict[str, list[str]]:
-    lists = {}
+def parser_release(image: str) -> str:
+    """The release whose parser checks a model: its image's, when that one
+    has a parser here, else the default image's."""
+    release = versions.image_vllm_release(image)
+    return release if release in versions.INVENTORIED_VLLM else versions.VLLM
+
+
+def every_committed_argument_list() -> dict[str, dict[str, list[str]]]:
+    """release -> {stack:model -> its rendered `vllm serve` arguments}."""
+    lists: dict[str, dict[str, list[str]]] = {}
     for stack_file in sorted([*(REPO / "stacks").glob("*.yaml"), *(REPO / "tests" / "golden").glob("*/stack.yaml")]):
         stack = load_stack(stack_file)
         plan = plan_stack(stack)
         for spec in stack.models:
-            lists[f"{stack_file.relative_to(REPO)}:{spec.name}"] = serve_args(spec, plan.model(spec.name))
+            model = plan.model(spec.name)
+            release = parser_release(model_image(stack, spec, elastic=model.elastic))
+            lists.setdefault(release, {})[f"{stack_file.relative_to(REPO)}:{spec.name}"] = serve_args(spec, model)
     return lists
 
 
-def test_vllm_parses_every_committed_argument_list(vllm_python: Path) -> None:
-    lists = every_committed_argument_list()
-    assert len(lists) >= 10
-    results = vllm_env.parse_with_vllm(vllm_python, lists)
-    assert {name: error for name, error in results.items() if error} == {}
+def test_vllm_parses_every_committed_argument_list(vllm_pythons: dict[str, Path]) -> None:
+    """Each list by the parser of the release its image runs: the default
+    image's 0.26.0 for almost all of them."""
+    by_release = every_committed_argument_list()
+    assert sum(len(lists) for lists in by_release.values()) >= 10
+    assert len(by_release[versions.VLLM]) >= 10
+    for release, lists in by_release.items():
+        results = vllm_env.parse_with_vllm(vllm_pythons[release], lists)
+        assert {name: error for name, error in results.items() if error} == {}, release
 
 
-def test_vllm_parser_refuses_what_vllm_would(vllm_python: Path) -> None:
+@pytest.mark.parametrize("release", versions.INVENTORIED_VLLM)
+def test_vllm_parser_refuses_what_vllm_would(vllm_pythons: dict[str, Path], release: str) -> None:
     results = vllm_env.parse_with_vllm(
-        vllm_python,
+        vllm_pythons[release],
         {
             "typo": ["m", "--max-model-length", "8192"],
             "type": ["m", "--max-num-seqs", "many"],
+            "prefix": ["m", "--kv-cache-memory", "5"],
         },
     )
     assert results["typo"] == "unrecognized arguments: --max-model-length 8192"
     assert results["type"] == "argument --max-num-seqs: invalid int value: 'many'"
+    # argparse's abbreviations: why the spec refuses prefixes of managed flags
+    assert results["prefix"] is None
 
 
-def test_simulator_flags_are_vllms(vllm_python: Path) -> None:
-    committed = json.loads((REPO / "gpustack_compose" / "simulator" / "vllm_flags.json").read_text())
-    assert vllm_env.inventory(vllm_python) == committed
+@pytest.mark.parametrize("release", versions.INVENTORIED_VLLM)
+def test_committed_flag_inventories_are_each_releases_parser(vllm_pythons: dict[str, Path], release: str) -> None:
+    """data/vllm-flags/<release>.json, which the spec, the CPU adaptation and
+    the simulator read, is what that release's own parser reports."""
+    committed = json.loads(vllm_flags.inventory_path(release).read_text())
+    assert vllm_env.inventory(vllm_pythons[release]) == committed
+
+
+def test_the_default_image_release_has_an_inventory() -> None:
+    assert versions.image_vllm_release(versions.VLLM_IMAGE) == versions.VLLM
+    assert vllm_flags.inventory(versions.VLLM) is not None
+    assert versions.VLLM in versions.INVENTORIED_VLLM
 
 
 # --- on Docker ----------------------------------------------------------------

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from gpustack_compose.contract import K8S_DIR, KUSTOMIZATION
 from gpustack_compose.loader import load_stack
 from gpustack_compose.planner import Plan, plan_stack
 from gpustack_compose.render import render
@@ -45,8 +46,6 @@ TARGETS: tuple[Target, ...] = ("auto", "compose", "kubernetes", "all")
 
 def kubernetes_rendered(out_dir: Path) -> bool:
     """Whether the output folder holds a Kubernetes render (its kustomization)."""
-    from gpustack_compose.k8s.manifests import K8S_DIR, KUSTOMIZATION
-
     return (out_dir / K8S_DIR / KUSTOMIZATION).is_file()
 
 
@@ -58,7 +57,7 @@ def rendered_files(loaded: Loaded, out_dir: Path, target: Target = "auto") -> di
     if target in ("auto", "compose", "all"):
         files.update(render(loaded.stack, loaded.plan, source_label(loaded.stack_path, out_dir)))
     if target in ("kubernetes", "all") or (target == "auto" and kubernetes_rendered(out_dir)):
-        from gpustack_compose.k8s.manifests import K8S_DIR, render_kubernetes
+        from gpustack_compose.k8s.manifests import render_kubernetes
 
         source = source_label(loaded.stack_path, out_dir / K8S_DIR)
         files.update(render_kubernetes(loaded.stack, loaded.plan, source))
@@ -68,8 +67,6 @@ def rendered_files(loaded: Loaded, out_dir: Path, target: Target = "auto") -> di
 def _owned_dirs(files: dict[str, str]) -> tuple[str, ...]:
     """Folders whose every generated file is ours: a file there that the render
     no longer produces (a removed model's manifests) is deleted."""
-    from gpustack_compose.k8s.manifests import K8S_DIR
-
     return (K8S_DIR,) if any(path.startswith(K8S_DIR + "/") for path in files) else ()
 
 

@@ -17,7 +17,7 @@ import yaml
 
 from gpustack_compose.commands.common import Target, compare_rendered, load_and_plan, output_dir
 from gpustack_compose.console import Output
-from gpustack_compose.render import COMPOSE_FILE, LITELLM_CONFIG
+from gpustack_compose.contract import COMPOSE_FILE, LITELLM_CONFIG
 from gpustack_compose.writer import FileState, unified_diff
 
 # Flags whose values the summary names; any other change is "other arguments".

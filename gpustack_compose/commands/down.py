@@ -6,9 +6,9 @@ from pathlib import Path
 
 from gpustack_compose.commands.common import load_and_plan, output_dir
 from gpustack_compose.console import Output
+from gpustack_compose.contract import MASTER_KEY_ENV
 from gpustack_compose.errors import EngineError
 from gpustack_compose.runtime import compose, engine
-from gpustack_compose.runtime.secrets import MASTER_KEY
 from gpustack_compose.runtime.target import existing_rehearsal, forget_rehearsal, production
 
 
@@ -26,7 +26,7 @@ def run(stack_path: Path, out: Path | None, volumes: bool, rehearsal: bool, outp
     if files:
         args = ["--project-directory", str(out_dir), *args]
     # Interpolation needs a key value; `down` never starts anything with it.
-    env = {**target.env, MASTER_KEY: target.master_key or "unused-by-down"}
+    env = {**target.env, MASTER_KEY_ENV: target.master_key or "unused-by-down"}
     result = compose.run(args, project=target.project, files=files, env=env, timeout=600)
     if result.code != 0:
         last = result.stderr.strip().splitlines()[-1:] or ["no output"]

@@ -22,6 +22,7 @@ from typing import Any
 
 from gpustack_compose.catalog import CUDA_HIDDEN_BYTES, GPU_TYPES, find_gpu, find_model
 from gpustack_compose.console import Output
+from gpustack_compose.contract import PROXY_PORT
 from gpustack_compose.errors import GscError, SpecError
 from gpustack_compose.loader import parse_yaml, validate_stack
 from gpustack_compose.planner import Plan, plan_stack
@@ -179,7 +180,7 @@ def _commented(draft: dict[str, Any], plan: Plan, pin: bool, schema: str) -> str
         lines.append(
             f"    max_model_len: {entry['max_model_len']}  # {m.max_concurrency:.1f} full-length sequences at once"
         )
-    lines += ["proxy:", "  port: 4000", ""]
+    lines += ["proxy:", f"  port: {PROXY_PORT}", ""]
     return "\n".join(lines)
 
 

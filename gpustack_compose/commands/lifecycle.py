@@ -10,13 +10,12 @@ from typing import Any
 
 from gpustack_compose.commands.common import Loaded, output_dir, write_rendered
 from gpustack_compose.console import Output
+from gpustack_compose.contract import ENV_EXAMPLE, MASTER_KEY_ENV
 from gpustack_compose.errors import GscError
 from gpustack_compose.loader import load_stack
 from gpustack_compose.planner import plan_stack
 from gpustack_compose.rehearsal import Engine, RehearsalOptions, differences
-from gpustack_compose.render import ENV_EXAMPLE
 from gpustack_compose.runtime import compose, engine, images, kvcached, session
-from gpustack_compose.runtime.secrets import MASTER_KEY
 from gpustack_compose.runtime.state import DockerView
 from gpustack_compose.runtime.target import Target, forget_rehearsal, prepare_rehearsal, production
 from gpustack_compose.runtime.watch import TimelineEntry
@@ -113,7 +112,7 @@ def open_session(
         target = production(stack, out_dir)
         if target.master_key is None:
             raise GscError(
-                f"{MASTER_KEY} is not set: copy {(out_dir / ENV_EXAMPLE).as_posix()} to "
+                f"{MASTER_KEY_ENV} is not set: copy {(out_dir / ENV_EXAMPLE).as_posix()} to "
                 f"{(out_dir / '.env').as_posix()} and set it (or export it); the proxy refuses to start without it"
             )
         _write(loaded, out_dir, output)

@@ -6,10 +6,9 @@ from pathlib import Path
 
 from gpustack_compose.commands.common import load_and_plan, output_dir
 from gpustack_compose.console import Output
+from gpustack_compose.contract import MASTER_KEY_ENV, PROXY_SERVICE
 from gpustack_compose.errors import GscError
-from gpustack_compose.render import PROXY_SERVICE
 from gpustack_compose.runtime import compose, engine
-from gpustack_compose.runtime.secrets import MASTER_KEY
 from gpustack_compose.runtime.target import existing_rehearsal, production
 
 
@@ -40,5 +39,5 @@ def run(
     if files:
         args = ["--project-directory", str(out_dir), *args]
     # Interpolation needs a key value; `logs` never starts anything with it.
-    env = {**target.env, MASTER_KEY: target.master_key or "unused-by-logs"}
+    env = {**target.env, MASTER_KEY_ENV: target.master_key or "unused-by-logs"}
     return compose.stream([*args, *services], project=target.project, files=files, env=env)

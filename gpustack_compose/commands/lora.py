@@ -17,16 +17,16 @@ from docker.errors import DockerException
 
 from gpustack_compose.commands.common import Loaded, output_dir, write_rendered
 from gpustack_compose.console import Output
+from gpustack_compose.contract import MODEL_PORT, PROXY_SERVICE, RUNTIME_ADAPTERS
 from gpustack_compose.errors import EngineError, GscError
 from gpustack_compose.loader import parse_yaml, read_stack_text, validate_stack
 from gpustack_compose.planner import plan_stack
-from gpustack_compose.render import PROXY_SERVICE
 from gpustack_compose.runtime import compose, engine, session
 from gpustack_compose.runtime.state import DockerView
 from gpustack_compose.runtime.target import Target, existing_rehearsal, production
 from gpustack_compose.spec import ModelSpec, StackSpec
 from gpustack_compose.stack_edit import add_lora, remove_lora
-from gpustack_compose.vllm_args import MODEL_PORT, RUNTIME_ADAPTERS, adapter_location
+from gpustack_compose.vllm_args import adapter_location
 from gpustack_compose.writer import write
 
 

@@ -7,10 +7,9 @@ from pathlib import Path
 
 from gpustack_compose.commands.common import load_and_plan, output_dir
 from gpustack_compose.console import Output
+from gpustack_compose.contract import ENV_EXAMPLE, MASTER_KEY_ENV
 from gpustack_compose.errors import GscError
-from gpustack_compose.render import ENV_EXAMPLE
 from gpustack_compose.runtime import engine, session
-from gpustack_compose.runtime.secrets import MASTER_KEY
 from gpustack_compose.runtime.state import DockerView
 from gpustack_compose.runtime.target import existing_rehearsal, production
 
@@ -24,7 +23,7 @@ def run(stack_path: Path, out: Path | None, as_json: bool, rehearsal: bool, outp
     if target.master_key is None:
         if rehearsal:
             raise GscError(f"no rehearsal of {loaded.stack.name} is up (start one: up --rehearsal)")
-        raise GscError(f"{MASTER_KEY} is not set (export it, or set it in {out_dir / '.env'}; see {ENV_EXAMPLE})")
+        raise GscError(f"{MASTER_KEY_ENV} is not set (export it, or set it in {out_dir / '.env'}; see {ENV_EXAMPLE})")
     view = DockerView(engine.connect())
     names = session.served_names(loaded.stack)
     client = session.proxy_client(view, target.project, target.master_key)

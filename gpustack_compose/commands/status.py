@@ -11,18 +11,10 @@ from rich.table import Table
 
 from gpustack_compose.commands.common import load_and_plan
 from gpustack_compose.console import Output
+from gpustack_compose.contract import FRACTION_LABEL, GPU_LABEL, MODEL_LABEL, PROXY_SERVICE, ROLE_LABEL
 from gpustack_compose.rehearsal import project_name
-from gpustack_compose.render import PROXY_SERVICE
 from gpustack_compose.runtime import engine
-from gpustack_compose.runtime.state import (
-    FRACTION_LABEL,
-    GPU_LABEL,
-    MODEL_LABEL,
-    ROLE_LABEL,
-    DockerView,
-    ServiceState,
-    iso,
-)
+from gpustack_compose.runtime.state import DockerView, ServiceState, iso
 from gpustack_compose.units import fmt_fraction
 
 

@@ -16,15 +16,27 @@ from pathlib import Path
 from typing import Any
 
 from gpustack_compose import healthcheck
+from gpustack_compose.contract import (
+    ADAPTER_ROOT,
+    BOOT_POSITION_LABEL,
+    FRACTION_LABEL,
+    GPU_LABEL,
+    HF_CACHE,
+    K8S_DIR,
+    KUSTOMIZATION,
+    MODEL_LABEL,
+    MODEL_PORT,
+    PROXY_PORT,
+    PROXY_SERVICE,
+    ROLE_LABEL,
+)
 from gpustack_compose.k8s.rules import HAMI_MEMORY_MIB, HAMI_MEMORY_PERCENT, check_kubernetes, hami_memory
 from gpustack_compose.planner import ModelPlan, Plan
-from gpustack_compose.render import HF_CACHE, PROXY_PORT, PROXY_SERVICE, environment, render_litellm_config
+from gpustack_compose.render import environment, render_litellm_config
 from gpustack_compose.spec import ModelSpec, StackSpec
 from gpustack_compose.units import GiB, fmt_fraction
-from gpustack_compose.vllm_args import ADAPTER_ROOT, MODEL_PORT, adapter_mounts, runtime_lora_env, serve_args
+from gpustack_compose.vllm_args import adapter_mounts, runtime_lora_env, serve_args
 
-K8S_DIR = "k8s"
-KUSTOMIZATION = "kustomization.yaml"
 WAIT_CONFIGMAP = "gsc-wait-for-health"
 WAIT_SCRIPT = "wait_for_health.py"
 WAIT_MOUNT = "/gsc"
@@ -80,7 +92,7 @@ def _labels(stack: StackSpec, name: str, component: str) -> list[tuple[str, str]
         ("app.kubernetes.io/managed-by", MANAGED_BY),
         ("app.kubernetes.io/name", name),
         ("app.kubernetes.io/part-of", "gpustack-compose"),
-        ("gpustack-compose.role", component),
+        (ROLE_LABEL, component),
     ]
 
 
@@ -105,10 +117,10 @@ def _gpu_resources(stack: StackSpec, plan: Plan, model: ModelPlan) -> list[tuple
 
 def _pod_annotations(stack: StackSpec, model: ModelPlan) -> list[tuple[str, str]]:
     annotations = [
-        ("gpustack-compose.boot-position", str(model.boot_position)),
-        ("gpustack-compose.fraction", fmt_fraction(model.fraction)),
-        ("gpustack-compose.gpu", model.gpu_label),
-        ("gpustack-compose.model", model.name),
+        (BOOT_POSITION_LABEL, str(model.boot_position)),
+        (FRACTION_LABEL, fmt_fraction(model.fraction)),
+        (GPU_LABEL, model.gpu_label),
+        (MODEL_LABEL, model.name),
     ]
     kube = stack.kubernetes
     if kube.gpu_sharing == "hami":

@@ -39,7 +39,7 @@ def hami_memory(plan: Plan, model: ModelPlan, unit: str) -> int:
     share plus the CUDA context and graphs outside it), rounded up to whole MiB
     (``mib``) or whole percent (``percent``). Percent of CUDA's total, which is
     a little below NVML's total that HAMi divides (79.18 vs 79.65 GiB on an
-    H100, DESIGN §4): the share is a hair larger than needed, never smaller."""
+    H100, docs/facts.md): the share is a hair larger than needed, never smaller."""
     worst = 0
     for index in model.gpus:
         card = plan.gpu(index)

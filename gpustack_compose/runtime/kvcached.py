@@ -15,9 +15,9 @@ from typing import Any
 
 from docker.errors import DockerException
 
+from gpustack_compose.contract import kvcached_ipc_name
 from gpustack_compose.errors import BootError
 from gpustack_compose.planner import Plan
-from gpustack_compose.render import kvcached_ipc_name
 from gpustack_compose.spec import StackSpec
 
 MiB = 1024 * 1024
@@ -40,7 +40,7 @@ def limits(stack: StackSpec, plan: Plan) -> dict[str, list[Limit]]:
         if gpu.memory_mode != "elastic" or not gpu.models:
             continue
         out[gpu.models[0].service] = [
-            Limit(m.name, kvcached_ipc_name(stack, m), m.kv_max_bytes // MiB) for m in gpu.models
+            Limit(m.name, kvcached_ipc_name(stack.name, m.service), m.kv_max_bytes // MiB) for m in gpu.models
         ]
     return out
 

@@ -8,15 +8,15 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
-MASTER_KEY = "LITELLM_MASTER_KEY"
+from gpustack_compose.contract import ENV_FILE, MASTER_KEY_ENV
 
 
 def master_key(out_dir: Path) -> str | None:
-    value = os.environ.get(MASTER_KEY)
+    value = os.environ.get(MASTER_KEY_ENV)
     if value:
         return value
-    env_file = out_dir / ".env"
+    env_file = out_dir / ENV_FILE
     if env_file.is_file():
-        found = dotenv_values(env_file).get(MASTER_KEY)
+        found = dotenv_values(env_file).get(MASTER_KEY_ENV)
         return found or None
     return None

@@ -21,9 +21,9 @@ from rich.table import Table
 
 from gpustack_compose import healthcheck
 from gpustack_compose.console import Output
+from gpustack_compose.contract import PROXY_PORT, PROXY_SERVICE
 from gpustack_compose.errors import BootError
 from gpustack_compose.planner import Plan
-from gpustack_compose.render import PROXY_PORT, PROXY_SERVICE
 from gpustack_compose.runtime import compose
 from gpustack_compose.runtime.proxy import ProxyClient, SmokeResult
 from gpustack_compose.runtime.state import EngineView, iso

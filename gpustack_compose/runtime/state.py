@@ -14,14 +14,9 @@ from typing import Any, Protocol
 
 from docker.errors import DockerException, NotFound
 
+from gpustack_compose.contract import COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL
 from gpustack_compose.errors import EngineError
 
-PROJECT_LABEL = "com.docker.compose.project"
-SERVICE_LABEL = "com.docker.compose.service"
-ROLE_LABEL = "gpustack-compose.role"
-MODEL_LABEL = "gpustack-compose.model"
-GPU_LABEL = "gpustack-compose.gpu"
-FRACTION_LABEL = "gpustack-compose.fraction"
 ZERO_TIME = "0001-01-01T00:00:00Z"
 _RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|z|[+-]\d\d:\d\d)$")
 
@@ -103,7 +98,7 @@ class DockerView:
 
     def services(self, project: str) -> dict[str, ServiceState]:
         states: dict[str, ServiceState] = {}
-        for summary in self._summaries([f"{PROJECT_LABEL}={project}"]):
+        for summary in self._summaries([f"{COMPOSE_PROJECT_LABEL}={project}"]):
             try:
                 attrs = self.client.api.inspect_container(summary["Id"])
             except NotFound:
@@ -122,7 +117,7 @@ class DockerView:
         return raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
 
     def published_port(self, project: str, service: str, port: int) -> tuple[str, int] | None:
-        labels = [f"{PROJECT_LABEL}={project}", f"{SERVICE_LABEL}={service}"]
+        labels = [f"{COMPOSE_PROJECT_LABEL}={project}", f"{COMPOSE_SERVICE_LABEL}={service}"]
         for summary in self._summaries(labels, all_states=False):
             for binding in summary.get("Ports") or []:
                 if binding.get("PrivatePort") == port and binding.get("PublicPort"):
@@ -141,7 +136,7 @@ def _from_inspect(attrs: dict[str, Any]) -> ServiceState:
         for p in health.get("Log") or []
     )
     return ServiceState(
-        service=labels.get(SERVICE_LABEL, attrs.get("Name", "").lstrip("/")),
+        service=labels.get(COMPOSE_SERVICE_LABEL, attrs.get("Name", "").lstrip("/")),
         container_id=attrs.get("Id", ""),
         status=state.get("Status", "unknown"),
         health=health.get("Status") if health else None,

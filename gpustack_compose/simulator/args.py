@@ -8,16 +8,23 @@ flags vLLM does not have are refused the way vLLM refuses them
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
-# Every flag of `vllm serve` in vLLM 0.32, taken from vLLM's own parser
-# (images/vllm-cpu/check_args.py --inventory; a Docker test keeps it in sync).
-_INVENTORY = json.loads((Path(__file__).parent / "vllm_flags.json").read_text())
-VALUED: dict[str, str] = _INVENTORY["valued"]  # flag -> "1" (one value) or "+" (one or more)
-SWITCHES: list[str] = _INVENTORY["switches"]
-SHORT_ALIASES: dict[str, str] = _INVENTORY["aliases"]
+from gpustack_compose import versions
+from gpustack_compose.contract import SIM_VLLM_RELEASE_ENV
+from gpustack_compose.vllm_flags import Inventory, inventory
+
+
+def flags() -> Inventory:
+    """The flags of the release production runs (the rehearsal override sets
+    it); vLLM's own parser generated each inventory (data/vllm-flags/)."""
+    release = os.environ.get(SIM_VLLM_RELEASE_ENV) or versions.VLLM
+    found = inventory(release) or inventory(versions.VLLM)
+    assert found is not None, "the default vLLM release has a committed inventory (tests/test_vllm_flags.py)"
+    return found
 
 
 class UnrecognizedArguments(Exception):
@@ -40,7 +47,7 @@ class ServeArgs:
     extra: dict[str, object] = field(default_factory=dict)
 
 
-def _normalise(argv: list[str]) -> list[str]:
+def _normalise(argv: list[str], known: Inventory) -> list[str]:
     """vLLM accepts --max_model_len for --max-model-len and --flag=value."""
     out: list[str] = []
     for arg in argv:
@@ -48,26 +55,28 @@ def _normalise(argv: list[str]) -> list[str]:
             name, eq, value = arg.partition("=")
             name = "--" + name[2:].replace("_", "-")
             out += [name, value] if eq else [name]
-        elif arg in SHORT_ALIASES:
-            out.append(SHORT_ALIASES[arg])
+        elif arg in known.aliases:
+            out.append(known.aliases[arg])
         else:
             out.append(arg)
     return out
 
 
-def _parser() -> argparse.ArgumentParser:
+@functools.cache
+def _parser(known: Inventory) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vllm serve", add_help=False, allow_abbrev=False)
     parser.add_argument("model_tag", nargs="?")
-    for flag, nargs in VALUED.items():
+    for flag, nargs in known.valued.items():
         parser.add_argument(flag, nargs="+" if nargs == "+" else None)
-    for flag in SWITCHES:
+    for flag in sorted(known.switches):
         parser.add_argument(flag, action="store_true")
     return parser
 
 
 def parse(argv: list[str]) -> ServeArgs:
     """Raises UnrecognizedArguments with vLLM's message for flags vLLM lacks."""
-    namespace, unknown = _parser().parse_known_args(_normalise(argv))
+    known = flags()
+    namespace, unknown = _parser(known).parse_known_args(_normalise(argv, known))
     if unknown:
         raise UnrecognizedArguments(f"vllm serve: error: unrecognized arguments: {' '.join(unknown)}")
     values = vars(namespace)

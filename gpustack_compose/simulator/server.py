@@ -18,12 +18,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from gpustack_compose.simulator.args import ServeArgs, UnrecognizedArguments, parse
+from gpustack_compose.simulator.args import ServeArgs, UnrecognizedArguments, flags, parse
 from gpustack_compose.simulator.kvpool import ElasticKv
 from gpustack_compose.simulator.ledger import Cards, GiB, Gpu
 
 MAX_BODY = 8 * 1024 * 1024
-# H100 80GB, as CUDA reports it (DESIGN §4), and its never-free memory.
+# H100 80GB, as CUDA reports it (docs/facts.md), and its never-free memory.
 DEFAULT_TOTAL = 85_017_493_504
 DEFAULT_RESERVE = round(0.52 * GiB)
 
@@ -168,7 +168,7 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/ping":
             self._send(200, b"")
         elif path == "/version":
-            self._json(200, {"version": "0.26.0+gpustack-compose-simulator"})
+            self._json(200, {"version": f"{flags().release}+gpustack-compose-simulator"})
         elif path == "/v1/models":
             self._json(200, self._models())
         elif path == "/metrics":
@@ -494,7 +494,11 @@ def main(argv: list[str]) -> int:
         print(exc, file=sys.stderr, flush=True)
         return 2
     settings = Settings.from_env(dict(os.environ))
-    log("INFO", "api_server.py", f"vLLM API server version 0.26.0 (gpustack-compose simulator) for {args.model}")
+    log(
+        "INFO",
+        "api_server.py",
+        f"vLLM API server version {flags().release} (gpustack-compose simulator) for {args.model}",
+    )
     log("INFO", "utils.py", f"non-default args: {' '.join(argv)}")
 
     ledger = Cards(settings.ledger_dir, settings.gpus) if settings.ledger_dir else None

@@ -17,7 +17,10 @@ os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
 
 
 def parser() -> Any:
-    from vllm.entrypoints.launchers.cli_args import make_arg_parser
+    try:  # vLLM 0.3x
+        from vllm.entrypoints.launchers.cli_args import make_arg_parser
+    except ModuleNotFoundError:  # vLLM 0.26
+        from vllm.entrypoints.openai.cli_args import make_arg_parser
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
     built = make_arg_parser(FlexibleArgumentParser(prog="vllm serve"))
@@ -31,7 +34,8 @@ def parser() -> Any:
 
 def inventory() -> dict[str, object]:
     valued, switches, aliases = {}, [], {}
-    for action in parser()._actions:
+    built = parser()
+    for action in built._actions:
         names = list(action.option_strings)
         if not names or names == ["-h", "--help"]:
             continue
@@ -43,7 +47,12 @@ def inventory() -> dict[str, object]:
             switches += [n for n in names if n.startswith("--")]
         else:
             valued[long] = "+" if action.nargs in ("+", "*") else "1"
+    from vllm import __version__
+
     return {
+        "release": __version__.split("+")[0],
+        # argparse's default: a unique prefix of a long flag is that flag
+        "allow_abbrev": built.allow_abbrev,
         "valued": dict(sorted(valued.items())),
         "switches": sorted(switches),
         "aliases": dict(sorted(aliases.items())),

@@ -1,0 +1,76 @@
+"""The names the rendered files, the Kubernetes base and the runtime agree on.
+
+A leaf module (standard library only, imports nothing of the package): the
+spec, the renderers (compose and Kubernetes), the rehearsal and the runtime
+all take these names from here, so a label the renderer writes is the label
+``status`` reads, and a file ``render`` writes is the file ``up`` starts.
+Changing one changes rendered output: the golden files show it.
+"""
+
+from __future__ import annotations
+
+import re
+
+# --- the output folder (compose/<stack>/), relative paths --------------------
+COMPOSE_FILE = "docker-compose.yml"
+LITELLM_CONFIG = "litellm/config.yaml"
+ENV_EXAMPLE = ".env.example"
+# Where Compose itself reads variables for interpolation, next to the compose file.
+ENV_FILE = ".env"
+PLAN_FILE = "PLAN.md"
+SVG_FILE = "vram.svg"
+K8S_DIR = "k8s"
+KUSTOMIZATION = "kustomization.yaml"
+
+# --- services and ports ------------------------------------------------------
+PROXY_SERVICE = "litellm"
+# The port LiteLLM listens on inside its container (and its Kubernetes Service).
+PROXY_PORT = 4000
+# The port every model server listens on inside the compose network.
+MODEL_PORT = 8000
+
+# --- environment -------------------------------------------------------------
+MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
+HF_TOKEN_ENV = "HF_TOKEN"
+# HF_HOME in every model container: the official vLLM image's cache path.
+HF_CACHE = "/root/.cache/huggingface"
+
+# --- paths inside a model container ------------------------------------------
+ADAPTER_ROOT = "/adapters"
+# Where a model's runtime_loras folder is mounted; vLLM's filesystem resolver
+# (VLLM_LORA_RESOLVER_CACHE_DIR) loads an adapter from <dir>/<name> on its
+# first request when VLLM_ALLOW_RUNTIME_LORA_UPDATING is on.
+RUNTIME_ADAPTERS = f"{ADAPTER_ROOT}/runtime"
+
+# --- labels (compose) and annotations (Kubernetes) ---------------------------
+COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
+COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
+LABEL_PREFIX = "gpustack-compose."
+ROLE_LABEL = f"{LABEL_PREFIX}role"
+MODEL_LABEL = f"{LABEL_PREFIX}model"
+GPU_LABEL = f"{LABEL_PREFIX}gpu"
+FRACTION_LABEL = f"{LABEL_PREFIX}fraction"
+BOOT_POSITION_LABEL = f"{LABEL_PREFIX}boot-position"
+KVCACHED_IPC_LABEL = f"{LABEL_PREFIX}kvcached-ipc"
+KV_MAX_BYTES_LABEL = f"{LABEL_PREFIX}kv-max-bytes"
+ROLE_MODEL = "model"
+ROLE_PROXY = "proxy"
+
+# --- the rehearsal override and the simulator ---------------------------------
+# The vLLM release whose flags the simulator accepts: production's.
+SIM_VLLM_RELEASE_ENV = "GSC_SIM_VLLM_RELEASE"
+
+
+def service_name(model_name: str) -> str:
+    """Compose service (and hostname, and Kubernetes object name) of a model:
+    dots and underscores become hyphens, because a dot in a hostname is a
+    domain separator (``qwen2.5-7b`` -> ``qwen2-5-7b``)."""
+    return re.sub(r"[._]", "-", model_name).strip("-")
+
+
+def kvcached_ipc_name(stack_name: str, service: str) -> str:
+    """One kvcached IPC segment per server (``KVCACHED_IPC_NAME``): ``kvctl
+    limit`` addresses a server by it, and two servers sharing one would
+    overwrite each other's accounting. The stack name keeps two stacks on a
+    host apart."""
+    return f"{stack_name}-{service}"
