@@ -13,6 +13,8 @@ Everything here is bytes.
 
 from __future__ import annotations
 
+import math
+
 from gpustack_compose.units import GiB, MiB, gib
 
 # Memory that is never free on an idle card: 78.66 of 79.18 GiB were free with
@@ -98,3 +100,10 @@ KV_CACHE_BYTES_SINCE = (0, 11, 0)
 # (NCCL_BUFFSIZE) over up to 32 channels, plus the all-reduce IPC buffers: plan
 # half a GiB per card, on the safe side.
 TENSOR_PARALLEL_NON_TORCH = gib(0.5)
+
+
+def requested_bytes(fraction: float, total: int) -> int:
+    """What vLLM requests (and checks is free at start) for
+    ``--gpu-memory-utilization fraction``: ``ceil(fraction x total)``
+    (docs/facts.md, "vLLM"; vllm/v1/worker/utils.py)."""
+    return math.ceil(fraction * total)

@@ -22,10 +22,10 @@ their cards first.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from gpustack_compose import calibration as cal
 from gpustack_compose.errors import PlanError
 from gpustack_compose.units import fmt_gib
 
@@ -54,7 +54,7 @@ class Demand:
 
     def wants(self, total_bytes: int) -> int:
         if self.fraction is not None:
-            return math.ceil(self.fraction * total_bytes) + self.outside_bytes
+            return cal.requested_bytes(self.fraction, total_bytes) + self.outside_bytes
         if self.size_bytes is not None:
             return self.size_bytes + self.outside_bytes
         return self.target_bytes + self.outside_bytes

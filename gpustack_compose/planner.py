@@ -217,9 +217,13 @@ class _Need:
     def non_kv_bytes(self) -> int:
         return self.weights_bytes + self.activation_bytes + self.non_torch_bytes + self.lora_bytes
 
+    @property
+    def block_bytes(self) -> int:
+        """One KV cache block (cal.KV_BLOCK_TOKENS tokens)."""
+        return cal.KV_BLOCK_TOKENS * self.kv_bytes_per_token
+
     def kv_bytes_for(self, tokens: int) -> int:
-        blocks = math.ceil(tokens / cal.KV_BLOCK_TOKENS)
-        return blocks * cal.KV_BLOCK_TOKENS * self.kv_bytes_per_token
+        return math.ceil(tokens / cal.KV_BLOCK_TOKENS) * self.block_bytes
 
     @property
     def floor_bytes(self) -> int:
@@ -573,7 +577,7 @@ def _fractions(
     auto = [n for n in needs if n.spec.name not in chosen]
     if not auto:
         return chosen
-    taken = sum(math.ceil(f * total) for f, _ in chosen.values())
+    taken = sum(cal.requested_bytes(f, total) for f, _ in chosen.values())
     outside = sum(n.outside_share_bytes for n in needs)
     room = total - reserve - outside - taken
     floors = [n.floor_bytes for n in auto]
@@ -638,35 +642,15 @@ def _plan_gpu(
     placement: dict[str, tuple[int, ...]],
     violations: list[str] | None,
 ) -> list[ModelPlan]:
+    """A static GPU: each model's share, KV cache and boot position, through
+    the four checks (numbered as PLAN.md and the README list them)."""
     if not needs:
         return []
-    gpu, label, total, reserve = card.index, card.label, card.total, card.reserve
     parallel = card.boot == "parallel"
     if parallel:
-        profiled = [n for n in needs if not n.exact_kv]
-        if profiled:
-            reasons = "; ".join(f"{n.spec.name}: {n.kv_note}" for n in profiled)
-            _fail(
-                violations,
-                f"GPU {gpu} ({label}) boots in parallel, which needs an exact KV size for every model: servers "
-                f"that profile together charge each other's memory to themselves (one dies with negative KV "
-                f"or another takes too much). {reasons}. Use kv_cache: exact with vLLM 0.11+, or boot: sequential",
-            )
-
-    # Check 1: the fractions and the reserve fit the card.
-    fraction_sum = sum(f for f, _ in fractions.values())
-    shares = {name: math.ceil(f * total) for name, (f, _) in fractions.items()}
-    if sum(shares.values()) + reserve > total:
-        parts = " + ".join(f"{n.spec.name} {fmt_fraction(fractions[n.spec.name][0])}" for n in needs)
-        most = floor_to((total - reserve) / total, cal.FRACTION_STEP)
-        over = sum(shares.values()) + reserve - total
-        _fail(
-            violations,
-            f"GPU {gpu} ({label}, {fmt_gib(total)} as CUDA reports it): the fractions sum to "
-            f"{fmt_fraction(fraction_sum)} ({parts}) = {fmt_gib(sum(shares.values()))}; with the "
-            f"{fmt_gib(reserve)} reserve that is {fmt_gib(over)} more than the card holds. "
-            f"At most {fmt_fraction(most)} can be shared out on this GPU",
-        )
+        _check_parallel_needs_exact_kv(card, needs, violations)
+    shares = {name: cal.requested_bytes(f, card.total) for name, (f, _) in fractions.items()}
+    _check_fractions_fit(card, needs, fractions, shares, violations)  # check 1
 
     plans: list[ModelPlan] = []
     held = 0  # resident bytes of the servers already up on this GPU
@@ -676,55 +660,21 @@ def _plan_gpu(
         fraction, source = fractions[name]
         share = shares[name]
         room = share - need.non_kv_bytes
-        block_bytes = cal.KV_BLOCK_TOKENS * need.kv_bytes_per_token
-        kv_tokens = max(0, room) // block_bytes * cal.KV_BLOCK_TOKENS
+        kv_tokens = max(0, room) // need.block_bytes * cal.KV_BLOCK_TOKENS
         # Exact KV is rendered in whole blocks, so the token count vLLM logs
         # ("GPU KV cache size") is exactly the plan's; profiled KV is whatever
         # the share leaves, as vLLM computes it.
         kv = kv_tokens * need.kv_bytes_per_token if need.exact_kv else room
-
-        # Check 2: one full-length sequence must fit, as vLLM demands at start.
-        if kv_tokens < need.max_model_len:
-            needed = need.kv_bytes_for(need.max_model_len)
-            min_fraction = ceil_to(need.floor_bytes / total, cal.FRACTION_STEP)
-            longest = kv_tokens
-            _fail(
-                violations,
-                f"{model_label(need)} on GPU {gpu}: to serve one request of max_model_len "
-                f"{need.max_model_len}, {fmt_gib(needed)} of KV cache is needed, but fraction "
-                f"{fmt_fraction(fraction)} leaves {fmt_gib(max(0, room))} ({fmt_gib(share)} share - "
-                f"{fmt_gib(need.weights_bytes)} weights - {fmt_gib(need.activation_bytes)} activation peak - "
-                f"{fmt_gib(need.non_torch_bytes)} non-torch"
-                + (f" - {fmt_gib(need.lora_bytes)} LoRA slots" if need.lora_bytes else "")
-                + f"); raise memory to at least {fmt_fraction(min_fraction)}"
-                + (f" or lower max_model_len to {longest}" if longest >= 16 else ""),
-            )
-
-        # Check 3: vLLM's free-memory check when this server starts (for a
-        # parallel boot, the worst case is checked once all are planned).
-        free_at_start = total - reserve - held
-        if not parallel and free_at_start < share:
-            _fail(
-                violations,
-                f"GPU {gpu} ({label}): when {name} (boot position {position}) starts, vLLM needs "
-                f"{fraction} x {fmt_gib(total)} = {fmt_gib(share)} free, but only {fmt_gib(free_at_start)} "
-                f"will be ({fmt_gib(total)} - {fmt_gib(reserve)} reserve - {fmt_gib(held)} held by "
-                f"{', '.join(p.name for p in plans)}); lower a fraction",
-            )
+        _check_one_sequence(card, need, fraction, share, room, kv_tokens, violations)  # check 2
+        free_at_start = card.total - card.reserve - held
+        if not parallel:  # a parallel boot's worst case is checked once all are planned
+            _check_free_at_start(card, need, position, fraction, share, free_at_start, plans, violations)  # check 3
         resident = need.weights_bytes + need.lora_bytes + max(0, kv) + cal.RESIDENT_OVERHEAD
         held += resident
-
-        min_fraction = ceil_to(need.target_bytes / total, cal.FRACTION_STEP)
-        notes: list[str] = []
-        if need.spec.max_num_seqs is not None and kv_tokens < need.max_model_len * need.max_num_seqs:
-            notes.append(
-                f"holds {kv_tokens / need.max_model_len:.2f} full-length sequences, fewer than "
-                f"max_num_seqs {need.max_num_seqs}: long requests may be preempted"
-            )
         plans.append(
             ModelPlan(
                 **_from_need(need, placement[name]),
-                gpu=gpu,
+                gpu=card.index,
                 boot_position=1 if parallel else position,
                 after=() if parallel or previous is None else (previous,),
                 fraction=fraction,
@@ -732,35 +682,147 @@ def _plan_gpu(
                 share_bytes=share,
                 kv_bytes=kv,
                 kv_tokens=kv_tokens,
-                min_fraction=min_fraction,
+                min_fraction=ceil_to(need.target_bytes / card.total, cal.FRACTION_STEP),
                 free_at_start_bytes=free_at_start,
                 resident_bytes=resident,
                 peak_bytes=share + need.outside_share_bytes,
                 exact_kv=need.exact_kv,
                 kv_note=need.kv_note,
-                notes=tuple(notes),
+                notes=_notes(need, kv_tokens),
             )
         )
         previous = service_name(name)
 
     if parallel:
         # Booting together is the under-load check, met from the first second.
-        return _check_parallel_start(gpu, label, total, reserve, plans, violations)
+        return _check_parallel_start(card.index, card.label, card.total, card.reserve, plans, violations)
+    _check_under_load(card, plans, violations)  # check 4
+    return plans
 
-    # Check 4: under load every server may hold its whole share plus what sits
-    # outside it (CUDA context, cuBLAS, CUDA graphs).
-    peak = reserve + sum(p.peak_bytes for p in plans)
-    if peak > total:
-        outside = sum(p.peak_bytes - p.share_bytes for p in plans)
-        cut = fmt_fraction(ceil_to((peak - total) / total, cal.FRACTION_STEP))
+
+def _check_parallel_needs_exact_kv(card: _Card, needs: list[_Need], violations: list[str] | None) -> None:
+    profiled = [n for n in needs if not n.exact_kv]
+    if profiled:
+        reasons = "; ".join(f"{n.spec.name}: {n.kv_note}" for n in profiled)
         _fail(
             violations,
-            f"GPU {gpu} ({label}): the fractions fit, but under load the servers also hold "
-            f"{fmt_gib(outside)} outside their fractions (CUDA context, cuBLAS and CUDA graphs, "
-            f"~{fmt_gib(cal.CUDA_CONTEXT + cal.CUDA_GRAPHS)} each): {fmt_gib(peak)} against "
-            f"{fmt_gib(total)}; lower the fractions by {cut} in all",
+            f"GPU {card.index} ({card.label}) boots in parallel, which needs an exact KV size for every model: "
+            f"servers that profile together charge each other's memory to themselves (one dies with negative KV "
+            f"or another takes too much). {reasons}. Use kv_cache: exact with vLLM 0.11+, or boot: sequential",
         )
-    return plans
+
+
+def _check_fractions_fit(
+    card: _Card,
+    needs: list[_Need],
+    fractions: dict[str, tuple[float, str]],
+    shares: dict[str, int],
+    violations: list[str] | None,
+) -> None:
+    """Check 1: the shares vLLM will request and the reserve fit the card."""
+    total, reserve = card.total, card.reserve
+    if sum(shares.values()) + reserve <= total:
+        return
+    fraction_sum = sum(f for f, _ in fractions.values())
+    parts = " + ".join(f"{n.spec.name} {fmt_fraction(fractions[n.spec.name][0])}" for n in needs)
+    most = floor_to((total - reserve) / total, cal.FRACTION_STEP)
+    over = sum(shares.values()) + reserve - total
+    _fail(
+        violations,
+        f"GPU {card.index} ({card.label}, {fmt_gib(total)} as CUDA reports it): the fractions sum to "
+        f"{fmt_fraction(fraction_sum)} ({parts}) = {fmt_gib(sum(shares.values()))}; with the "
+        f"{fmt_gib(reserve)} reserve that is {fmt_gib(over)} more than the card holds. "
+        f"At most {fmt_fraction(most)} can be shared out on this GPU",
+    )
+
+
+def _check_one_sequence(
+    card: _Card,
+    need: _Need,
+    fraction: float,
+    share: int,
+    room: int,
+    kv_tokens: int,
+    violations: list[str] | None,
+) -> None:
+    """Check 2: one full-length sequence fits the KV cache, as vLLM demands at
+    start. The hint is one the stack can follow: a fraction below 1, or a
+    shorter max_model_len."""
+    if kv_tokens >= need.max_model_len:
+        return
+    needed = need.kv_bytes_for(need.max_model_len)
+    min_fraction = ceil_to(need.floor_bytes / card.total, cal.FRACTION_STEP)
+    most = floor_to((card.total - card.reserve) / card.total, cal.FRACTION_STEP)
+    fixes = []
+    if min_fraction <= most:
+        fixes.append(f"raise memory to at least {fmt_fraction(min_fraction)}")
+    if kv_tokens >= cal.KV_BLOCK_TOKENS:
+        fixes.append(f"lower max_model_len to {kv_tokens}")
+    hint = " or ".join(fixes) or (
+        f"the {card.label} cannot hold it even at memory {fmt_fraction(most)}: use tensor parallelism "
+        "(gpu: [i, j, ...]), a larger GPU or a quantized model"
+    )
+    if min_fraction > most and fixes:
+        hint += f" (even memory {fmt_fraction(most)}, the most this GPU can share out, is too little)"
+    _fail(
+        violations,
+        f"{model_label(need)} on GPU {card.index}: to serve one request of max_model_len "
+        f"{need.max_model_len}, {fmt_gib(needed)} of KV cache is needed, but fraction "
+        f"{fmt_fraction(fraction)} leaves {fmt_gib(max(0, room))} ({fmt_gib(share)} share - "
+        f"{fmt_gib(need.weights_bytes)} weights - {fmt_gib(need.activation_bytes)} activation peak - "
+        f"{fmt_gib(need.non_torch_bytes)} non-torch"
+        + (f" - {fmt_gib(need.lora_bytes)} LoRA slots" if need.lora_bytes else "")
+        + f"); {hint}",
+    )
+
+
+def _check_free_at_start(
+    card: _Card,
+    need: _Need,
+    position: int,
+    fraction: float,
+    share: int,
+    free_at_start: int,
+    started: list[ModelPlan],
+    violations: list[str] | None,
+) -> None:
+    """Check 3: vLLM's free-memory check when this server starts."""
+    if free_at_start >= share:
+        return
+    total, reserve, held = card.total, card.reserve, card.total - card.reserve - free_at_start
+    _fail(
+        violations,
+        f"GPU {card.index} ({card.label}): when {need.spec.name} (boot position {position}) starts, vLLM needs "
+        f"{fraction} x {fmt_gib(total)} = {fmt_gib(share)} free, but only {fmt_gib(free_at_start)} "
+        f"will be ({fmt_gib(total)} - {fmt_gib(reserve)} reserve - {fmt_gib(held)} held by "
+        f"{', '.join(p.name for p in started)}); lower a fraction",
+    )
+
+
+def _check_under_load(card: _Card, plans: list[ModelPlan], violations: list[str] | None) -> None:
+    """Check 4: under load every server may hold its whole share plus what sits
+    outside it (CUDA context, cuBLAS, CUDA graphs)."""
+    peak = card.reserve + sum(p.peak_bytes for p in plans)
+    if peak <= card.total:
+        return
+    outside = sum(p.outside_share_bytes for p in plans)
+    cut = fmt_fraction(ceil_to((peak - card.total) / card.total, cal.FRACTION_STEP))
+    _fail(
+        violations,
+        f"GPU {card.index} ({card.label}): the fractions fit, but under load the servers also hold "
+        f"{fmt_gib(outside)} outside their fractions (CUDA context, cuBLAS and CUDA graphs, "
+        f"~{fmt_gib(cal.CUDA_CONTEXT + cal.CUDA_GRAPHS)} each): {fmt_gib(peak)} against "
+        f"{fmt_gib(card.total)}; lower the fractions by {cut} in all",
+    )
+
+
+def _notes(need: _Need, kv_tokens: int) -> tuple[str, ...]:
+    if need.spec.max_num_seqs is not None and kv_tokens < need.max_model_len * need.max_num_seqs:
+        return (
+            f"holds {kv_tokens / need.max_model_len:.2f} full-length sequences, fewer than "
+            f"max_num_seqs {need.max_num_seqs}: long requests may be preempted",
+        )
+    return ()
 
 
 def _plan_elastic_gpu(
@@ -786,7 +848,7 @@ def _plan_elastic_gpu(
     minimums: dict[str, int] = {}
     maximums: dict[str, int] = {}
     for need in needs:
-        block = cal.KV_BLOCK_TOKENS * need.kv_bytes_per_token
+        block = need.block_bytes
         one_sequence = need.kv_bytes_for(need.max_model_len)
         kv_min = math.ceil(need.spec.kv_min / block) * block if need.spec.kv_min is not None else one_sequence
         if kv_min < one_sequence:
@@ -798,7 +860,7 @@ def _plan_elastic_gpu(
         if need.spec.kv_max is not None:
             kv_max = need.spec.kv_max
         elif memory.kind == "fraction":
-            kv_max = math.ceil(memory.fraction * total) - need.non_kv_bytes
+            kv_max = cal.requested_bytes(memory.fraction, total) - need.non_kv_bytes
         elif memory.kind == "size":
             kv_max = memory.size_bytes - need.non_kv_bytes
         else:
@@ -837,7 +899,7 @@ def _plan_elastic_gpu(
                 after=() if previous is None else (previous,),
                 fraction=fraction,
                 fraction_source="elastic",
-                share_bytes=math.ceil(fraction * total),
+                share_bytes=cal.requested_bytes(fraction, total),
                 kv_bytes=kv_min,
                 kv_tokens=kv_min // need.kv_bytes_per_token,
                 min_fraction=ceil_to((need.non_kv_bytes + kv_min) / total, cal.FRACTION_STEP),

@@ -12,6 +12,7 @@ from gpustack_compose.catalog import find_gpu, find_model
 from gpustack_compose.errors import PlanError
 from gpustack_compose.loader import parse_yaml, validate_stack
 from gpustack_compose.planner import Plan, lora_slot_bytes, plan_stack
+from gpustack_compose.spec import StackSpec
 from gpustack_compose.units import GiB, gib
 
 GIB_F = float(GiB)
@@ -381,3 +382,29 @@ def test_old_vllm_images_get_the_fraction_only_form() -> None:
         latest.model("b").kv_note
         == "the vLLM release of vllm/vllm-openai:latest is not in its tag: assumed 0.11.0 or newer"
     )
+
+
+@pytest.mark.parametrize(
+    ("gpu", "model", "max_model_len", "hint"),
+    [
+        # weights alone exceed the card: no fraction or length helps
+        ("H100-80GB", "meta-llama/Llama-3.3-70B-Instruct", 8192,
+         "; the H100-80GB cannot hold it even at memory 0.9934: use tensor parallelism (gpu: [i, j, ...]), "
+         "a larger GPU or a quantized model"),
+        # no fraction below 1 holds one sequence: only a shorter max_model_len does
+        ("L4", "meta-llama/Llama-3.1-8B-Instruct", 131072,
+         "; lower max_model_len to 38752 (even memory 0.9763, the most this GPU can share out, is too little)"),
+    ],
+)  # fmt: skip
+def test_a_refusal_never_hints_at_a_fraction_the_card_cannot_give(
+    gpu: str, model: str, max_model_len: int, hint: str
+) -> None:
+    """Issue 16 item 5: "raise memory to at least 2.9254" was a hint no stack could follow."""
+    stack = StackSpec.model_validate(
+        {"name": "x", "gpus": [{"index": 0, "type": gpu}],
+         "models": [{"name": "a", "model": model, "memory": 0.95, "max_model_len": max_model_len}]}
+    )  # fmt: skip
+    with pytest.raises(PlanError) as raised:
+        plan_stack(stack)
+    assert raised.value.message.endswith(hint), raised.value.message
+    assert "raise memory" not in raised.value.message
