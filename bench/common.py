@@ -164,22 +164,32 @@ def load(
     return Load(latencies, failures, time.perf_counter() - started)
 
 
+def open_rehearsal(stack_path: Path, out_dir: Path, output: Any, load_s: float) -> Any:
+    """A rehearsal opened the way `rehearse` opens one (the product's own run code)."""
+    from gpustack_compose.commands.common import rendering
+    from gpustack_compose.loaded import load_and_plan
+    from gpustack_compose.runtime.lifecycle import open_run
+    from gpustack_compose.stand_in import Rehearsal
+
+    loaded = load_and_plan(stack_path)
+    return open_run(loaded, out_dir, rendering(loaded, out_dir), output, rehearsal=Rehearsal(load_s=load_s))
+
+
 @contextmanager
 def running_rehearsal(name: str, stack_text: str, load_s: float = 1) -> Iterator[Any]:
     """A rehearsal of ``stack_text`` booted with the product's own session code
     (proxy routing every model), torn down on exit; yields the session."""
     import tempfile
 
-    from gpustack_compose.commands import lifecycle
     from gpustack_compose.console import Output
+    from gpustack_compose.runtime import lifecycle
 
     output = Output()
     with tempfile.TemporaryDirectory(prefix=f"gsc-bench-{name}-") as tmp:
         work = Path(tmp)
         (work / ".git").mkdir()  # the project root adapters are checked against
         (work / f"{name}.yaml").write_text(stack_text)
-        settings = lifecycle.RehearsalSettings(load_s=load_s)
-        s = lifecycle.open_session(work / f"{name}.yaml", work / "out", output, rehearsal=settings)
+        s = open_rehearsal(work / f"{name}.yaml", work / "out", output, load_s)
         try:
             lifecycle.boot_and_wait(s, None, output)
             yield s

@@ -14,10 +14,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import Section
-from gpustack_compose.commands import lifecycle
+from bench.common import Section, open_rehearsal
 from gpustack_compose.console import Output
-from gpustack_compose.runtime import engine, session
+from gpustack_compose.runtime import engine, lifecycle, session
 from gpustack_compose.runtime.watch import TimelineEntry
 
 LOAD_S = 3.0
@@ -43,8 +42,7 @@ class Run:
 
 def boot_once(work: Path, label: str, extra_override: str | None) -> Run:
     output = Output()
-    settings = lifecycle.RehearsalSettings(load_s=LOAD_S)
-    s = lifecycle.open_session(work / "gates.yaml", work / "out", output, rehearsal=settings)
+    s = open_rehearsal(work / "gates.yaml", work / "out", output, LOAD_S)
     files = s.target.files
     if extra_override is not None:
         override = work / "docker-defaults.yml"

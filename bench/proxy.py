@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 
 from bench.common import Load, Section, load, running_rehearsal, service_container
-from gpustack_compose.commands import lifecycle
 from gpustack_compose.contract import PROXY_PORT
+from gpustack_compose.runtime import lifecycle
 
 COUNTS = {1: 300, 32: 1600}
 STACK = """\
@@ -25,7 +25,7 @@ proxy: {workers: 2}
 """
 
 
-def _default_litellm(s: lifecycle.Session, image: str) -> Any:
+def _default_litellm(s: lifecycle.Run, image: str) -> Any:
     proxy = service_container(s, "litellm")
     network = next(iter(proxy.attrs["NetworkSettings"]["Networks"]))
     config = str((s.out_dir / "litellm" / "config.yaml").resolve())

@@ -22,7 +22,8 @@ proxy: {{workers: 2, max_requests_before_restart: {MAX_REQUESTS}}}
 def run() -> Section:
     section = Section("Worker recycling under load: no request lost (issue 9)")
     with running_rehearsal("recycle", STACK) as s:
-        url = f"{s.report['proxy']['url']}/v1/chat/completions"
+        assert s.report.proxy is not None
+        url = f"{s.report.proxy['url']}/v1/chat/completions"
         auth = {"Authorization": f"Bearer {s.key}"}
         bare = load(url, "m", CONCURRENCY, REQUESTS, auth)
         retried = load(url, "m", CONCURRENCY, REQUESTS, auth, retries=2)

@@ -76,7 +76,7 @@ def gpu_names() -> list[str]:
     return [gpu.name for gpu in GPU_TYPES]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class VisionTower:
     """The image encoder of a vision-language model (counted in weights and
     in the profiling peak, because vLLM profiles the encoder too)."""
@@ -96,7 +96,7 @@ class VisionTower:
         return self.num_layers * per_layer + merged * merged
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelArch:
     """Architecture facts the planner needs, in config.json terms."""
 
@@ -151,19 +151,53 @@ class CatalogModel:
 
 
 def _qwen25(h: int, i: int, layers: int, heads: int, kv: int, hd: int, vocab: int, tied: bool) -> ModelArch:
-    return ModelArch(h, i, layers, heads, kv, hd, vocab, 32768, tied, qkv_bias=True, family="qwen2")
+    return ModelArch(
+        hidden_size=h,
+        intermediate_size=i,
+        num_layers=layers,
+        num_attention_heads=heads,
+        num_kv_heads=kv,
+        head_dim=hd,
+        vocab_size=vocab,
+        context_length=32768,
+        tie_word_embeddings=tied,
+        qkv_bias=True,
+        family="qwen2",
+    )
 
 
 def _qwen3(h: int, i: int, layers: int, heads: int, kv: int, tied: bool) -> ModelArch:
-    return ModelArch(h, i, layers, heads, kv, 128, 151936, 40960, tied, family="qwen3")
+    return ModelArch(
+        hidden_size=h,
+        intermediate_size=i,
+        num_layers=layers,
+        num_attention_heads=heads,
+        num_kv_heads=kv,
+        head_dim=128,
+        vocab_size=151936,
+        context_length=40960,
+        tie_word_embeddings=tied,
+        family="qwen3",
+    )
 
 
 def _llama3(h: int, i: int, layers: int, heads: int, hd: int, tied: bool, ctx: int = 131072) -> ModelArch:
-    return ModelArch(h, i, layers, heads, 8, hd, 128256, ctx, tied, family="llama")
+    return ModelArch(
+        hidden_size=h,
+        intermediate_size=i,
+        num_layers=layers,
+        num_attention_heads=heads,
+        num_kv_heads=8,
+        head_dim=hd,
+        vocab_size=128256,
+        context_length=ctx,
+        tie_word_embeddings=tied,
+        family="llama",
+    )
 
 
-_GEMMA3_SIGLIP = VisionTower(1152, 4304, 27, gated_mlp=False, spatial_merge=1)
-_PIXTRAL = VisionTower(1024, 4096, 24, gated_mlp=True)
+_GEMMA3_SIGLIP = VisionTower(hidden_size=1152, intermediate_size=4304, num_layers=27, gated_mlp=False, spatial_merge=1)
+_PIXTRAL = VisionTower(hidden_size=1024, intermediate_size=4096, num_layers=24, gated_mlp=True)
 _MISTRAL_NATIVE = ("--tokenizer-mode", "mistral", "--config-format", "mistral", "--load-format", "mistral")
 
 MODELS: tuple[CatalogModel, ...] = (
@@ -211,27 +245,57 @@ MODELS: tuple[CatalogModel, ...] = (
     # Mistral
     CatalogModel(
         "mistralai/Mistral-7B-Instruct-v0.3",
-        ModelArch(4096, 14336, 32, 32, 8, 128, 32768, 32768, family="mistral"),
+        ModelArch(
+            hidden_size=4096,
+            intermediate_size=14336,
+            num_layers=32,
+            num_attention_heads=32,
+            num_kv_heads=8,
+            head_dim=128,
+            vocab_size=32768,
+            context_length=32768,
+            family="mistral",
+        ),
     ),
     CatalogModel(
         "mistralai/Mistral-Nemo-Instruct-2407",
-        ModelArch(5120, 14336, 40, 32, 8, 128, 131072, 1024000, family="mistral"),
+        ModelArch(
+            hidden_size=5120,
+            intermediate_size=14336,
+            num_layers=40,
+            num_attention_heads=32,
+            num_kv_heads=8,
+            head_dim=128,
+            vocab_size=131072,
+            context_length=1024000,
+            family="mistral",
+        ),
     ),
     CatalogModel(
         "mistralai/Mistral-Small-24B-Instruct-2501",
-        ModelArch(5120, 32768, 40, 32, 8, 128, 131072, 32768, family="mistral"),
+        ModelArch(
+            hidden_size=5120,
+            intermediate_size=32768,
+            num_layers=40,
+            num_attention_heads=32,
+            num_kv_heads=8,
+            head_dim=128,
+            vocab_size=131072,
+            context_length=32768,
+            family="mistral",
+        ),
     ),
     CatalogModel(
         "mistralai/Mistral-Small-3.2-24B-Instruct-2506",
         ModelArch(
-            5120,
-            32768,
-            40,
-            32,
-            8,
-            128,
-            131072,
-            131072,
+            hidden_size=5120,
+            intermediate_size=32768,
+            num_layers=40,
+            num_attention_heads=32,
+            num_kv_heads=8,
+            head_dim=128,
+            vocab_size=131072,
+            context_length=131072,
             vision=_PIXTRAL,
             recommended_args=_MISTRAL_NATIVE,
             family="mistral",
@@ -240,38 +304,128 @@ MODELS: tuple[CatalogModel, ...] = (
     ),
     # Gemma (tied embeddings; sliding-window layers are planned as full attention,
     # which over-states their KV need -- the safe side)
-    CatalogModel("google/gemma-2-2b-it", ModelArch(2304, 9216, 26, 8, 4, 256, 256000, 8192, True, family="gemma2")),
-    CatalogModel("google/gemma-2-9b-it", ModelArch(3584, 14336, 42, 16, 8, 256, 256000, 8192, True, family="gemma2")),
-    CatalogModel("google/gemma-2-27b-it", ModelArch(4608, 36864, 46, 32, 16, 128, 256000, 8192, True, family="gemma2")),
-    CatalogModel("google/gemma-3-1b-it", ModelArch(1152, 6912, 26, 4, 1, 256, 262144, 32768, True, family="gemma3")),
+    CatalogModel(
+        "google/gemma-2-2b-it",
+        ModelArch(
+            hidden_size=2304,
+            intermediate_size=9216,
+            num_layers=26,
+            num_attention_heads=8,
+            num_kv_heads=4,
+            head_dim=256,
+            vocab_size=256000,
+            context_length=8192,
+            tie_word_embeddings=True,
+            family="gemma2",
+        ),
+    ),
+    CatalogModel(
+        "google/gemma-2-9b-it",
+        ModelArch(
+            hidden_size=3584,
+            intermediate_size=14336,
+            num_layers=42,
+            num_attention_heads=16,
+            num_kv_heads=8,
+            head_dim=256,
+            vocab_size=256000,
+            context_length=8192,
+            tie_word_embeddings=True,
+            family="gemma2",
+        ),
+    ),
+    CatalogModel(
+        "google/gemma-2-27b-it",
+        ModelArch(
+            hidden_size=4608,
+            intermediate_size=36864,
+            num_layers=46,
+            num_attention_heads=32,
+            num_kv_heads=16,
+            head_dim=128,
+            vocab_size=256000,
+            context_length=8192,
+            tie_word_embeddings=True,
+            family="gemma2",
+        ),
+    ),
+    CatalogModel(
+        "google/gemma-3-1b-it",
+        ModelArch(
+            hidden_size=1152,
+            intermediate_size=6912,
+            num_layers=26,
+            num_attention_heads=4,
+            num_kv_heads=1,
+            head_dim=256,
+            vocab_size=262144,
+            context_length=32768,
+            tie_word_embeddings=True,
+            family="gemma3",
+        ),
+    ),
     CatalogModel(
         "google/gemma-3-4b-it",
-        ModelArch(2560, 10240, 34, 8, 4, 256, 262208, 131072, True, vision=_GEMMA3_SIGLIP, family="gemma3"),
+        ModelArch(
+            hidden_size=2560,
+            intermediate_size=10240,
+            num_layers=34,
+            num_attention_heads=8,
+            num_kv_heads=4,
+            head_dim=256,
+            vocab_size=262208,
+            context_length=131072,
+            tie_word_embeddings=True,
+            vision=_GEMMA3_SIGLIP,
+            family="gemma3",
+        ),
     ),
     CatalogModel(
         "google/gemma-3-12b-it",
-        ModelArch(3840, 15360, 48, 16, 8, 256, 262208, 131072, True, vision=_GEMMA3_SIGLIP, family="gemma3"),
+        ModelArch(
+            hidden_size=3840,
+            intermediate_size=15360,
+            num_layers=48,
+            num_attention_heads=16,
+            num_kv_heads=8,
+            head_dim=256,
+            vocab_size=262208,
+            context_length=131072,
+            tie_word_embeddings=True,
+            vision=_GEMMA3_SIGLIP,
+            family="gemma3",
+        ),
     ),
     CatalogModel(
         "google/gemma-3-27b-it",
-        ModelArch(5376, 21504, 62, 32, 16, 128, 262208, 131072, True, vision=_GEMMA3_SIGLIP, family="gemma3"),
+        ModelArch(
+            hidden_size=5376,
+            intermediate_size=21504,
+            num_layers=62,
+            num_attention_heads=32,
+            num_kv_heads=16,
+            head_dim=128,
+            vocab_size=262208,
+            context_length=131072,
+            tie_word_embeddings=True,
+            vision=_GEMMA3_SIGLIP,
+            family="gemma3",
+        ),
     ),
     # Document OCR vision-language models
     CatalogModel(
         "PaddlePaddle/PaddleOCR-VL",
         ModelArch(
-            1024,
-            3072,
-            18,
-            16,
-            2,
-            128,
-            103424,
-            131072,
-            True,
-            vision=VisionTower(1152, 4304, 27, gated_mlp=False),
-            # Its authors call it 0.9B; the generic tower estimate gives 0.79 B,
-            # so plan with the larger, published size.
+            hidden_size=1024,
+            intermediate_size=3072,
+            num_layers=18,
+            num_attention_heads=16,
+            num_kv_heads=2,
+            head_dim=128,
+            vocab_size=103424,
+            context_length=131072,
+            tie_word_embeddings=True,
+            vision=VisionTower(hidden_size=1152, intermediate_size=4304, num_layers=27, gated_mlp=False),
             params_override=900_000_000,
             trust_remote_code=True,
             family="llama",
@@ -280,17 +434,17 @@ MODELS: tuple[CatalogModel, ...] = (
     CatalogModel(
         "rednote-hilab/dots.ocr",
         ModelArch(
-            1536,
-            8960,
-            28,
-            12,
-            2,
-            128,
-            151936,
-            131072,
-            False,
+            hidden_size=1536,
+            intermediate_size=8960,
+            num_layers=28,
+            num_attention_heads=12,
+            num_kv_heads=2,
+            head_dim=128,
+            vocab_size=151936,
+            context_length=131072,
+            tie_word_embeddings=False,
             qkv_bias=True,
-            vision=VisionTower(1536, 4224, 42, gated_mlp=True),
+            vision=VisionTower(hidden_size=1536, intermediate_size=4224, num_layers=42, gated_mlp=True),
             trust_remote_code=True,
             family="qwen2",
         ),

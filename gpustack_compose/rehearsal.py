@@ -10,46 +10,21 @@ one is asked for, so a rehearsal never collides with a running stack.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
-
 from gpustack_compose import calibration as cal
 from gpustack_compose import versions
 from gpustack_compose.contract import PROXY_PORT, PROXY_SERVICE, SIM_VLLM_RELEASE_ENV
 from gpustack_compose.planner import ModelPlan, Plan
 from gpustack_compose.render import environment
 from gpustack_compose.spec import ModelSpec, StackSpec, model_image
+from gpustack_compose.stand_in import RehearsalOptions
 from gpustack_compose.units import GiB
 from gpustack_compose.vllm_args import TINY_FAMILIES, cpu_adaptation, serve_args
 
-Engine = Literal["simulator", "vllm-cpu"]
 # KV cache of a vLLM CPU server, in GiB (VLLM_CPU_KVCACHE_SPACE): the tiny
 # stand-ins need 512 bytes per token, so 1 GiB holds two million tokens.
 CPU_KV_SPACE_GIB = "1"
 
 LEDGER_DIR = "/var/lib/gpustack-sim"
-OVERRIDE_FILE = "docker-compose.rehearsal.yml"
-
-
-@dataclass(frozen=True)
-class RehearsalOptions:
-    model_image: str
-    proxy_image: str
-    engine: Engine = "simulator"
-    # flags of the engine host's CPU (/proc/cpuinfo), for the vLLM CPU engine
-    cpu_flags: frozenset[str] = field(default_factory=frozenset)
-    # Simulated load time = the cold boot the H100 measurements predict for
-    # the model, times this scale; or a fixed number of seconds.
-    time_scale: float = 0.03
-    load_s: float | None = None
-    proxy_port: int = 0  # 0: ephemeral
-    proxy_host: str = "127.0.0.1"
-    ledger: bool = True
-
-
-def project_name(stack: StackSpec) -> str:
-    """Compose project of a rehearsal: never the production project."""
-    return f"{stack.name}-rehearsal"
 
 
 def cold_boot_s(model: ModelPlan) -> float:
@@ -112,7 +87,7 @@ def differences(stack: StackSpec, plan: Plan, options: RehearsalOptions) -> dict
     one place the rehearsal's departures from the rendered stack are decided."""
     out: dict[str, list[str]] = {}
     for model in plan.models:
-        if options.engine == "simulator":
+        if options.stand_in == "simulator":
             out[model.service] = ["vLLM replaced by the gpustack-compose simulator (same command line)"]
             continue
         adapted = cpu_adaptation(serve_args(_spec(stack, model), model), options.cpu_flags)
@@ -129,7 +104,7 @@ def override(stack: StackSpec, plan: Plan, options: RehearsalOptions) -> str:
     services = []
     for m in plan.boot_ordered():
         command: list[str] | None = None
-        if options.engine == "vllm-cpu":
+        if options.stand_in == "vllm-cpu":
             env = cpu_environment(m)
             adapted = cpu_adaptation(serve_args(_spec(stack, m), m), options.cpu_flags)
             command = adapted.args if adapted.differences else None
@@ -140,7 +115,7 @@ def override(stack: StackSpec, plan: Plan, options: RehearsalOptions) -> str:
                 "service": m.service,
                 "image": options.model_image,
                 "env": sorted(env.items()),
-                "ledger": options.ledger and options.engine == "simulator",
+                "ledger": options.ledger and options.stand_in == "simulator",
                 "command": command,
             }
         )
@@ -155,7 +130,7 @@ def override(stack: StackSpec, plan: Plan, options: RehearsalOptions) -> str:
         "proxy_host": options.proxy_host,
         "proxy_port_label": str(options.proxy_port) if options.proxy_port else "an ephemeral port",
         "engine_label": "real vLLM (CPU build) with tiny stand-in models"
-        if options.engine == "vllm-cpu"
+        if options.stand_in == "vllm-cpu"
         else "the gpustack-compose vLLM simulator",
     }
     return environment().get_template("rehearsal-override.yml.j2").render(context)

@@ -49,6 +49,11 @@ GPU_EXAMPLES: list[JsonValue] = [*gpu_names()]
 RESERVED_SERVICE_NAMES = frozenset({PROXY_SERVICE})
 
 
+# How a GPU's models boot, and how its KV memory is shared (gpus[].boot, gpus[].memory_mode).
+BootMode = Literal["sequential", "parallel"]
+MemoryMode = Literal["static", "elastic"]
+
+
 class SpecValueError(ValueError):
     """A rule broken by one value; the message is shown after the field path."""
 
@@ -170,14 +175,14 @@ class GpuSpec(_Strict):
         le=4096,
         description="Memory never available to the stack (driver, display, other processes). Default 0.52 GiB.",
     )
-    boot: Literal["sequential", "parallel"] = Field(
+    boot: BootMode = Field(
         default="sequential",
         description=(
             "sequential: each model starts once the previous one is healthy. parallel: all start together "
             "(needs exact KV sizes, i.e. every model with kv_cache: exact on vLLM 0.11+)."
         ),
     )
-    memory_mode: Literal["static", "elastic"] = Field(
+    memory_mode: MemoryMode = Field(
         default="static",
         description=(
             "static: each model's KV cache is a fixed slice. elastic: kvcached -- the models' weights stay "
@@ -198,8 +203,8 @@ class GpuSetSpec(_Strict):
     )
     memory_gib: float | None = Field(default=None, gt=0, le=4096, description="Total memory CUDA reports, in GiB.")
     reserve_gib: float | None = Field(default=None, ge=0, le=4096, description="Memory never available, per GPU.")
-    boot: Literal["sequential", "parallel"] = Field(default="sequential", description="Boot mode of every GPU.")
-    memory_mode: Literal["static", "elastic"] = Field(default="static", description="Memory mode of every GPU.")
+    boot: BootMode = Field(default="sequential", description="Boot mode of every GPU.")
+    memory_mode: MemoryMode = Field(default="static", description="Memory mode of every GPU.")
 
     def expand(self) -> list[GpuSpec]:
         return [

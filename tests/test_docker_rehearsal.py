@@ -250,10 +250,11 @@ def test_hostile_strings_reach_the_container_unchanged(workdir: Path, built_imag
     arguments arrive in the container exactly as written in the stack file."""
     from gpustack_compose.loader import load_stack
     from gpustack_compose.planner import plan_stack
-    from gpustack_compose.rehearsal import RehearsalOptions
+    from gpustack_compose.rehearsal import override
     from gpustack_compose.render import render
     from gpustack_compose.runtime import compose
     from gpustack_compose.runtime.target import forget_rehearsal, prepare_rehearsal
+    from gpustack_compose.stand_in import RehearsalOptions
     from gpustack_compose.vllm_args import serve_args
     from gpustack_compose.writer import write as write_files
 
@@ -280,9 +281,8 @@ def test_hostile_strings_reach_the_container_unchanged(workdir: Path, built_imag
     out_dir = workdir / "out"
     write_files(out_dir, render(stack, plan, "../s.yaml"))
     images: Any = built_images
-    target = prepare_rehearsal(
-        stack, plan, out_dir, RehearsalOptions(model_image=images.vllm_sim, proxy_image=images.litellm)
-    )
+    options = RehearsalOptions(model_image=images.vllm_sim, proxy_image=images.litellm)
+    target = prepare_rehearsal(stack, out_dir, override(stack, plan, options))
     try:
         created = compose.run(["--project-directory", str(out_dir), "create"], project=target.project,
                               files=target.files, env=target.env, timeout=120)  # fmt: skip

@@ -14,11 +14,12 @@ from gpustack_compose import calibration as cal
 from gpustack_compose.contract import COMPOSE_FILE
 from gpustack_compose.loader import load_stack
 from gpustack_compose.planner import plan_stack
-from gpustack_compose.rehearsal import RehearsalOptions, differences
+from gpustack_compose.rehearsal import differences
 from gpustack_compose.render import render
 from gpustack_compose.runtime import kvcached
 from gpustack_compose.simulator import kvctl, kvpool
 from gpustack_compose.simulator.ledger import Cards, GiB, Gpu
+from gpustack_compose.stand_in import RehearsalOptions
 from tests.conftest import REPO, run_cli, tree, write
 
 GOLDEN = REPO / "tests" / "golden" / "elastic" / "stack.yaml"
@@ -213,7 +214,7 @@ def test_kvctl_limit_caps_the_server(pool: kvpool.ElasticKv, capsys: pytest.Capt
 def test_the_cpu_engine_rehearsal_says_it_has_no_kvcached() -> None:
     stack = load_stack(GOLDEN)
     plan = plan_stack(stack)
-    options = RehearsalOptions(model_image="sim", proxy_image="proxy", engine="vllm-cpu", cpu_flags=frozenset())
+    options = RehearsalOptions(model_image="sim", proxy_image="proxy", stand_in="vllm-cpu", cpu_flags=frozenset())
     notes = differences(stack, plan, options)
     assert "kvcached is not part of vLLM's CPU build: a static KV cache, no kvctl caps" in notes["qwen2-5-14b"]
     assert not any("kvcached" in note for note in notes["llama-3-1-8b"])

@@ -8,7 +8,8 @@ import yaml
 
 from gpustack_compose.loader import parse_yaml, validate_stack
 from gpustack_compose.planner import plan_stack
-from gpustack_compose.rehearsal import RehearsalOptions, differences, override
+from gpustack_compose.rehearsal import differences, override
+from gpustack_compose.stand_in import RehearsalOptions
 from gpustack_compose.vllm_args import cpu_adaptation, serve_args
 
 AVX2 = frozenset({"fpu", "sse4_2", "avx", "avx2", "fma"})
@@ -86,7 +87,7 @@ def test_simulator_override() -> None:
 
 def test_vllm_cpu_override_and_its_listed_differences() -> None:
     stack, plan = load()
-    options = RehearsalOptions(model_image="vllm-cpu:1", proxy_image="litellm:1", engine="vllm-cpu", cpu_flags=AVX2)
+    options = RehearsalOptions(model_image="vllm-cpu:1", proxy_image="litellm:1", stand_in="vllm-cpu", cpu_flags=AVX2)
     data = yaml.safe_load(override(stack, plan, options).replace("!reset", "").replace("!override", ""))
     qwen = data["services"]["qwen-awq"]
     assert qwen["environment"] == {"GSC_TINY_FAMILY": "qwen2", "GSC_TINY_CONTEXT": "8192",

@@ -155,10 +155,10 @@ proxy:
     )
     try:
         # real vLLM takes ~1 minute per server on 2 cores
-        up = run_module(["up", "--rehearsal", "--engine", "vllm-cpu", "s.yaml", "--json"], workdir, timeout=900)
+        up = run_module(["up", "--rehearsal", "--stand-in", "vllm-cpu", "s.yaml", "--json"], workdir, timeout=900)
         assert up.code == 0, up.stderr[-3000:]
         report = json.loads(up.stdout)
-        assert report["rehearsal"]["engine"] == "vllm-cpu"
+        assert report["rehearsal"]["stand_in"] == "vllm-cpu"
         by = {s["service"]: s for s in report["services"]}
         # real vLLM booted in chain order, per the engine's timestamps
         first, second = by["qwen2-5-1-5b"], by["llama-3-2-1b"]

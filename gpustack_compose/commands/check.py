@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpustack_compose.commands.common import Target, compare_rendered, load_and_plan, output_dir
+from gpustack_compose.commands.common import RenderTarget, compare_rendered, output_dir
 from gpustack_compose.console import Output
 from gpustack_compose.errors import EXIT_DRIFT, DriftError, GscError
+from gpustack_compose.loaded import load_and_plan
 from gpustack_compose.writer import unified_diff
 
 STACKS_DIR = Path("stacks")
@@ -26,7 +27,7 @@ def stack_files(paths: tuple[Path, ...]) -> list[Path]:
     return found
 
 
-def check_one(stack_path: Path, out: Path | None, output: Output, target: Target = "auto") -> None:
+def check_one(stack_path: Path, out: Path | None, output: Output, target: RenderTarget = "auto") -> None:
     loaded = load_and_plan(stack_path)
     out_dir = output_dir(loaded, out)
     states = compare_rendered(loaded, out_dir, target)
@@ -43,7 +44,7 @@ def check_one(stack_path: Path, out: Path | None, output: Output, target: Target
     )
 
 
-def run(stack_paths: tuple[Path, ...], out: Path | None, output: Output, target: Target = "auto") -> int:
+def run(*, stack_paths: tuple[Path, ...], out: Path | None, output: Output, target: RenderTarget = "auto") -> int:
     paths = stack_files(stack_paths)
     if out is not None and len(paths) != 1:
         raise GscError("-o/--output needs exactly one stack file")

@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from gpustack_compose.contract import K8S_DIR, KUSTOMIZATION
-from gpustack_compose.loader import load_stack
-from gpustack_compose.planner import Plan, plan_stack
+from gpustack_compose.loaded import Loaded
 from gpustack_compose.render import render
-from gpustack_compose.spec import StackSpec
 from gpustack_compose.writer import FileState, compare, write
 
-
-@dataclass(frozen=True)
-class Loaded:
-    stack_path: Path
-    stack: StackSpec
-    plan: Plan
-
-
-def load_and_plan(stack_path: Path) -> Loaded:
-    """Raises SpecError / PlanError (exit 1) before anything is written."""
-    stack = load_stack(stack_path)
-    return Loaded(stack_path, stack, plan_stack(stack))
+if TYPE_CHECKING:
+    from gpustack_compose.runtime.lifecycle import Rendering
 
 
 def output_dir(loaded: Loaded, out: Path | None) -> Path:
@@ -40,8 +27,8 @@ def source_label(stack_path: Path, out_dir: Path) -> str:
     return Path(relative).as_posix()
 
 
-Target = Literal["auto", "compose", "kubernetes", "all"]
-TARGETS: tuple[Target, ...] = ("auto", "compose", "kubernetes", "all")
+RenderTarget = Literal["auto", "compose", "kubernetes", "all"]
+RENDER_TARGETS: tuple[RenderTarget, ...] = ("auto", "compose", "kubernetes", "all")
 
 
 def kubernetes_rendered(out_dir: Path) -> bool:
@@ -49,7 +36,7 @@ def kubernetes_rendered(out_dir: Path) -> bool:
     return (out_dir / K8S_DIR / KUSTOMIZATION).is_file()
 
 
-def rendered_files(loaded: Loaded, out_dir: Path, target: Target = "auto") -> dict[str, str]:
+def rendered_files(loaded: Loaded, out_dir: Path, target: RenderTarget = "auto") -> dict[str, str]:
     """The files of ``target`` keyed by path relative to ``out_dir``. ``auto``
     is the compose files, plus ``k8s/`` once a Kubernetes render was committed
     there -- so a plain ``render`` or ``check`` keeps both targets in step."""
@@ -70,14 +57,26 @@ def _owned_dirs(files: dict[str, str]) -> tuple[str, ...]:
     return (K8S_DIR,) if any(path.startswith(K8S_DIR + "/") for path in files) else ()
 
 
-def compare_rendered(loaded: Loaded, out_dir: Path, target: Target = "auto") -> list[FileState]:
+def compare_rendered(loaded: Loaded, out_dir: Path, target: RenderTarget = "auto") -> list[FileState]:
     """What a render of ``target`` would change in ``out_dir`` (writes nothing)."""
     files = rendered_files(loaded, out_dir, target)
     return compare(out_dir, files, _owned_dirs(files))
 
 
-def write_rendered(loaded: Loaded, out_dir: Path, target: Target = "auto") -> list[FileState]:
+def write_rendered(loaded: Loaded, out_dir: Path, target: RenderTarget = "auto") -> list[FileState]:
     """Render ``target`` into ``out_dir`` where it changed, deleting our own
     files the render no longer produces; returns what happened to each file."""
     files = rendered_files(loaded, out_dir, target)
     return write(out_dir, files, _owned_dirs(files))
+
+
+def rendering(loaded: Loaded, out_dir: Path) -> Rendering:
+    """What the render layer does for a run on the engine (``up``, ``rehearse``)."""
+    from gpustack_compose.rehearsal import differences, override
+    from gpustack_compose.runtime.lifecycle import Rendering
+
+    return Rendering(
+        write=lambda: write_rendered(loaded, out_dir),
+        override=lambda options: override(loaded.stack, loaded.plan, options),
+        differences=lambda options: differences(loaded.stack, loaded.plan, options),
+    )

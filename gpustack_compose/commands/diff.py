@@ -15,9 +15,10 @@ from typing import Any
 
 import yaml
 
-from gpustack_compose.commands.common import Target, compare_rendered, load_and_plan, output_dir
+from gpustack_compose.commands.common import RenderTarget, compare_rendered, output_dir
 from gpustack_compose.console import Output
 from gpustack_compose.contract import COMPOSE_FILE, LITELLM_CONFIG
+from gpustack_compose.loaded import load_and_plan
 from gpustack_compose.writer import FileState, unified_diff
 
 # Flags whose values the summary names; any other change is "other arguments".
@@ -134,7 +135,7 @@ def summary(states: list[FileState]) -> list[str]:
     return lines
 
 
-def run(stack_path: Path, out: Path | None, output: Output, target: Target = "auto") -> int:
+def run(*, stack_path: Path, out: Path | None, output: Output, target: RenderTarget = "auto") -> int:
     loaded = load_and_plan(stack_path)
     out_dir = output_dir(loaded, out)
     states = compare_rendered(loaded, out_dir, target)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpustack_compose.commands.common import load_and_plan, output_dir
+from gpustack_compose.commands.common import output_dir
 from gpustack_compose.console import Output
 from gpustack_compose.contract import MASTER_KEY_ENV
 from gpustack_compose.errors import EngineError
+from gpustack_compose.loaded import load_and_plan
 from gpustack_compose.runtime import compose, engine
 from gpustack_compose.runtime.target import existing_rehearsal, forget_rehearsal, production
 
 
-def run(stack_path: Path, out: Path | None, volumes: bool, rehearsal: bool, output: Output) -> int:
+def run(*, stack_path: Path, out: Path | None, volumes: bool, rehearsal: bool, output: Output) -> int:
     loaded = load_and_plan(stack_path)
     out_dir = output_dir(loaded, out)
     engine.connect()

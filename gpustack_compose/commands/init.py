@@ -185,6 +185,7 @@ def _commented(draft: dict[str, Any], plan: Plan, pin: bool, schema: str) -> str
 
 
 def run(
+    *,
     name: str,
     gpu_flags: tuple[str, ...],
     repos: tuple[str, ...],

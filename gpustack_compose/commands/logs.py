@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpustack_compose.commands.common import load_and_plan, output_dir
+from gpustack_compose.commands.common import output_dir
 from gpustack_compose.console import Output
 from gpustack_compose.contract import MASTER_KEY_ENV, PROXY_SERVICE
 from gpustack_compose.errors import GscError
+from gpustack_compose.loaded import load_and_plan
 from gpustack_compose.runtime import compose, engine
 from gpustack_compose.runtime.target import existing_rehearsal, production
 
 
 def run(
+    *,
     stack_path: Path,
     out: Path | None,
     model: str | None,

@@ -9,21 +9,19 @@ keeps serving.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-from docker.errors import DockerException
-
-from gpustack_compose.commands.common import Loaded, output_dir, write_rendered
+from gpustack_compose.commands.common import output_dir, write_rendered
 from gpustack_compose.console import Output
-from gpustack_compose.contract import MODEL_PORT, PROXY_SERVICE, RUNTIME_ADAPTERS
+from gpustack_compose.contract import RUNTIME_ADAPTERS
 from gpustack_compose.errors import EngineError, GscError
+from gpustack_compose.loaded import Loaded
 from gpustack_compose.loader import parse_yaml, read_stack_text, validate_stack
 from gpustack_compose.planner import plan_stack
-from gpustack_compose.runtime import compose, engine, session
+from gpustack_compose.runtime import engine, model_server, session
 from gpustack_compose.runtime.state import DockerView
-from gpustack_compose.runtime.target import Target, existing_rehearsal, production
+from gpustack_compose.runtime.target import existing_rehearsal, production
 from gpustack_compose.spec import ModelSpec, StackSpec
 from gpustack_compose.stack_edit import add_lora, remove_lora
 from gpustack_compose.vllm_args import adapter_location
@@ -55,7 +53,7 @@ def _spec(stack: StackSpec, model: str) -> ModelSpec:
 
 
 def run_add(
-    stack_file: Path, model: str, name: str, path: Path, out: Path | None, rehearsal: bool, output: Output
+    *, stack_file: Path, model: str, name: str, path: Path, out: Path | None, rehearsal: bool, output: Output
 ) -> int:
     text = read_stack_text(stack_file)
     edited = add_lora(text, str(stack_file), model, name, _relative_to_stack(stack_file, path))
@@ -67,7 +65,7 @@ def run_add(
     return 0
 
 
-def run_remove(stack_file: Path, model: str, name: str, out: Path | None, rehearsal: bool, output: Output) -> int:
+def run_remove(*, stack_file: Path, model: str, name: str, out: Path | None, rehearsal: bool, output: Output) -> int:
     text = read_stack_text(stack_file)
     loaded = _apply(
         stack_file, remove_lora(text, str(stack_file), model, name), f"adapter {name!r} removed", out, output
@@ -115,49 +113,13 @@ def _live(
             f"`gpustack-compose up` restarts {model} with it"
         )
         return
-    status, reply = _post(client, state.container_id, endpoint, body)
+    status, reply = model_server.post(client, state.container_id, endpoint, body)
     if status != 200:
         raise GscError(f"{model} refused {endpoint} for {name} (HTTP {status}): {reply.strip()[:300]}")
     output.info(f"{model}: {reply.strip()}")
-    _refresh_proxy(loaded, target, view, name if adding else None, output)
-
-
-def _post(client: object, container_id: str, endpoint: str, body: dict[str, str]) -> tuple[int, str]:
-    """POST to the model server from inside its container (its port is not
-    published): curl is in the vLLM image and the simulator's."""
-    command = ["curl", "-sS", "-X", "POST", "-H", "Content-Type: application/json", "--data", json.dumps(body),
-               "-w", "\n%{http_code}", f"http://127.0.0.1:{MODEL_PORT}{endpoint}"]  # fmt: skip
-    try:
-        result = client.containers.get(container_id).exec_run(command)  # type: ignore[attr-defined]
-    except DockerException as exc:
-        raise EngineError(f"cannot reach the model server in {container_id[:12]}: {exc}") from None
-    text = result.output.decode("utf-8", errors="replace")
-    reply, _, code = text.rpartition("\n")
-    try:
-        return int(code), reply
-    except ValueError:
-        return 0, text
-
-
-def _refresh_proxy(loaded: Loaded, target: Target, view: DockerView, expect: str | None, output: Output) -> None:
-    """The proxy reads its config at start: restart it alone (the models keep
-    serving), then wait until it routes every name again."""
-    result = compose.run(
-        ["--project-directory", str(target.project_dir), "restart", PROXY_SERVICE],
-        project=target.project,
-        files=target.files,
-        env=target.env,
-        timeout=300,
-    )
-    if result.code != 0:
-        raise EngineError(f"restarting the proxy failed: {result.stderr.strip()[-300:]}")
-    if target.master_key is None:
+    waited = model_server.restart_proxy(target, view, session.served_names(loaded.stack))
+    if waited is None:
         output.info("proxy restarted (no master key here to check its routes)")
         return
-    proxy = session.proxy_client(view, target.project, target.master_key)
-    try:
-        waited = proxy.wait_ready(session.served_names(loaded.stack), timeout_s=180)
-    finally:
-        proxy.close()
-    what = f"routes {expect}" if expect else "routes the remaining names"
+    what = f"routes {name}" if adding else "routes the remaining names"
     output.info(f"proxy restarted and {what} ({waited:.1f} s); the base model kept serving")

@@ -8,8 +8,9 @@ from typing import Any
 
 from rich.table import Table
 
-from gpustack_compose.commands.common import load_and_plan, source_label
+from gpustack_compose.commands.common import source_label
 from gpustack_compose.console import Output
+from gpustack_compose.loaded import load_and_plan
 from gpustack_compose.planner import GpuPlan, ModelPlan, Plan
 from gpustack_compose.render import render_svg
 from gpustack_compose.units import GiB, fmt_fraction
@@ -120,7 +121,7 @@ def chain_lines(plan: Plan) -> list[str]:
     return lines
 
 
-def run(stack_path: Path, as_json: bool, output: Output, svg: Path | None = None) -> int:
+def run(*, stack_path: Path, as_json: bool, output: Output, svg: Path | None = None) -> int:
     loaded = load_and_plan(stack_path)
     if svg is not None and str(svg) != "-":
         write(svg.parent, {svg.name: render_svg(loaded.plan, source_label(stack_path, svg.parent))})

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from gpustack_compose.commands.common import Target, load_and_plan, output_dir, write_rendered
+from gpustack_compose.commands.common import RenderTarget, output_dir, write_rendered
 from gpustack_compose.console import Output
 from gpustack_compose.contract import K8S_DIR
+from gpustack_compose.loaded import load_and_plan
 from gpustack_compose.writer import FileState, Status
 
 # How each status reads in the summary line, in the order they are listed.
@@ -30,7 +31,7 @@ def summary(out_dir: Path, states: list[FileState]) -> str:
     return f"{out_dir.as_posix()}: {len(kept)} files{where}: {changes}"
 
 
-def run(stack_path: Path, out: Path | None, output: Output, target: Target = "auto") -> int:
+def run(*, stack_path: Path, out: Path | None, output: Output, target: RenderTarget = "auto") -> int:
     loaded = load_and_plan(stack_path)
     out_dir = output_dir(loaded, out)
     states = write_rendered(loaded, out_dir, target)

@@ -9,7 +9,7 @@ from gpustack_compose.schema import schema_text
 from gpustack_compose.writer import write
 
 
-def run(out: Path | None, output: Output) -> int:
+def run(*, out: Path | None, output: Output) -> int:
     if out is None:
         output.raw(schema_text())
         return 0

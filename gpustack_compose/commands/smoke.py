@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gpustack_compose.commands.common import load_and_plan, output_dir
+from gpustack_compose.commands.common import output_dir
 from gpustack_compose.console import Output
 from gpustack_compose.contract import ENV_EXAMPLE, MASTER_KEY_ENV
 from gpustack_compose.errors import GscError
+from gpustack_compose.loaded import load_and_plan
 from gpustack_compose.runtime import engine, session
 from gpustack_compose.runtime.state import DockerView
 from gpustack_compose.runtime.target import existing_rehearsal, production
 
 
-def run(stack_path: Path, out: Path | None, as_json: bool, rehearsal: bool, output: Output) -> int:
+def run(*, stack_path: Path, out: Path | None, as_json: bool, rehearsal: bool, output: Output) -> int:
     if as_json:
         output.json_mode()
     loaded = load_and_plan(stack_path)

@@ -9,10 +9,16 @@ from typing import Any
 
 from rich.table import Table
 
-from gpustack_compose.commands.common import load_and_plan
 from gpustack_compose.console import Output
-from gpustack_compose.contract import FRACTION_LABEL, GPU_LABEL, MODEL_LABEL, PROXY_SERVICE, ROLE_LABEL
-from gpustack_compose.rehearsal import project_name
+from gpustack_compose.contract import (
+    FRACTION_LABEL,
+    GPU_LABEL,
+    MODEL_LABEL,
+    PROXY_SERVICE,
+    ROLE_LABEL,
+    rehearsal_project,
+)
+from gpustack_compose.loaded import load_and_plan
 from gpustack_compose.runtime import engine
 from gpustack_compose.runtime.state import DockerView, ServiceState, iso
 from gpustack_compose.units import fmt_fraction
@@ -69,9 +75,9 @@ def _row(service: str, role: str, gpu: str, fraction: str, state: ServiceState |
     }
 
 
-def run(stack_path: Path, as_json: bool, rehearsal: bool, output: Output) -> int:
+def run(*, stack_path: Path, as_json: bool, rehearsal: bool, output: Output) -> int:
     loaded = load_and_plan(stack_path)
-    project = project_name(loaded.stack) if rehearsal else loaded.stack.name
+    project = rehearsal_project(loaded.stack.name) if rehearsal else loaded.stack.name
     view = DockerView(engine.connect())
     states = view.services(project)
     expected = [(m.service, "model", m.gpu_label, fmt_fraction(m.fraction)) for m in loaded.plan.boot_ordered()]

@@ -214,7 +214,8 @@ def failure_message(result: BootResult) -> str:
     return message
 
 
-def boot_report(result: BootResult) -> dict[str, Any]:
+def boot_report(result: BootResult) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The report's services (the timeline) and failure."""
     failure = None
     if not result.ok:
         failure = {
@@ -223,7 +224,7 @@ def boot_report(result: BootResult) -> dict[str, Any]:
             "never_started": result.never_started,
             "log_tail": result.log_tail.splitlines()[-LOG_TAIL:],
         }
-    return {"services": [e.as_dict() for e in result.watch.timeline()], "failure": failure}
+    return [e.as_dict() for e in result.watch.timeline()], failure
 
 
 def conclude(result: BootResult, output: Output) -> None:

@@ -16,9 +16,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpustack_compose.contract import COMPOSE_FILE, HF_TOKEN_ENV, MASTER_KEY_ENV
-from gpustack_compose.planner import Plan
-from gpustack_compose.rehearsal import OVERRIDE_FILE, RehearsalOptions, override, project_name
+from gpustack_compose.contract import (
+    COMPOSE_FILE,
+    HF_TOKEN_ENV,
+    MASTER_KEY_ENV,
+    REHEARSAL_OVERRIDE_FILE,
+    rehearsal_project,
+)
 from gpustack_compose.runtime.images import cache_dir
 from gpustack_compose.runtime.secrets import master_key
 from gpustack_compose.spec import StackSpec
@@ -27,7 +31,7 @@ KEY_FILE = "master-key"
 
 
 @dataclass(frozen=True)
-class Target:
+class ComposeProject:
     project: str
     files: tuple[Path, ...]
     project_dir: Path
@@ -36,12 +40,12 @@ class Target:
     rehearsal: bool
 
 
-def production(stack: StackSpec, out_dir: Path) -> Target:
-    return Target(stack.name, (out_dir / COMPOSE_FILE,), out_dir, {}, master_key(out_dir), False)
+def production(stack: StackSpec, out_dir: Path) -> ComposeProject:
+    return ComposeProject(stack.name, (out_dir / COMPOSE_FILE,), out_dir, {}, master_key(out_dir), False)
 
 
 def rehearsal_dir(stack: StackSpec) -> Path:
-    return cache_dir() / "rehearsals" / project_name(stack)
+    return cache_dir() / "rehearsals" / rehearsal_project(stack.name)
 
 
 def _rehearsal_env(key: str) -> dict[str, str]:
@@ -49,31 +53,37 @@ def _rehearsal_env(key: str) -> dict[str, str]:
     return {MASTER_KEY_ENV: key, HF_TOKEN_ENV: ""}
 
 
-def prepare_rehearsal(stack: StackSpec, plan: Plan, out_dir: Path, options: RehearsalOptions) -> Target:
-    """Write the override and (once) the key of a rehearsal; its target."""
+def prepare_rehearsal(stack: StackSpec, out_dir: Path, override_text: str) -> ComposeProject:
+    """Write the override (rendered by ``rehearsal.override``) and, once, the
+    key of a rehearsal; its target."""
     state = rehearsal_dir(stack)
     state.mkdir(parents=True, exist_ok=True)
     state.chmod(0o700)
-    (state / OVERRIDE_FILE).write_text(override(stack, plan, options))
+    (state / REHEARSAL_OVERRIDE_FILE).write_text(override_text)
     key_file = state / KEY_FILE
     if not key_file.exists():
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(f"sk-rehearsal-{secrets.token_hex(16)}")
     key = key_file.read_text().strip()
-    return Target(
-        project_name(stack), (out_dir / COMPOSE_FILE, state / OVERRIDE_FILE), out_dir, _rehearsal_env(key), key, True
+    return ComposeProject(
+        rehearsal_project(stack.name),
+        (out_dir / COMPOSE_FILE, state / REHEARSAL_OVERRIDE_FILE),
+        out_dir,
+        _rehearsal_env(key),
+        key,
+        True,
     )
 
 
-def existing_rehearsal(stack: StackSpec, out_dir: Path) -> Target:
+def existing_rehearsal(stack: StackSpec, out_dir: Path) -> ComposeProject:
     """The rehearsal a previous ``up --rehearsal`` / ``rehearse --keep`` left."""
     state = rehearsal_dir(stack)
     key_file = state / KEY_FILE
     key = key_file.read_text().strip() if key_file.exists() else None
-    files = (out_dir / COMPOSE_FILE, state / OVERRIDE_FILE)
+    files = (out_dir / COMPOSE_FILE, state / REHEARSAL_OVERRIDE_FILE)
     present = tuple(f for f in files if f.exists()) if all(f.exists() for f in files) else ()
-    return Target(project_name(stack), present, out_dir, _rehearsal_env(key or "unset"), key, True)
+    return ComposeProject(rehearsal_project(stack.name), present, out_dir, _rehearsal_env(key or "unset"), key, True)
 
 
 def forget_rehearsal(stack: StackSpec) -> None:
