@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gpustack_compose.spec import StackRuleError, StackSpec
+from gpustack_compose.errors import StackRuleError
+from gpustack_compose.spec import StackSpec
 
 ADAPTER_CONFIG = "adapter_config.json"
 

@@ -64,11 +64,14 @@ STAND_IN = click.option(
 
 
 def _guard(action: Callable[[Output], int]) -> None:
+    from gpustack_compose.loaded import forget_locations, located
+
     output = Output()
+    forget_locations()
     try:
         code = action(output)
     except GscError as exc:
-        output.error(exc.message)
+        output.error(located(exc).message)
         code = exc.exit_code
     except KeyboardInterrupt:
         output.error("interrupted")

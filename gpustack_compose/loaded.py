@@ -1,13 +1,23 @@
-"""A stack file, read, validated and planned: what every command starts from."""
+"""A stack file, read, validated and planned: what every command starts from.
+
+It also remembers where the last stack read has each field, so that the
+command line locates every later refusal that names a field (a plan that does
+not fit, a Kubernetes rule) in the file, the same way the loader locates its
+own: ``FILE:LINE:COL: PATH: detail``.
+"""
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpustack_compose.loader import load_stack
+from gpustack_compose.errors import GscError
+from gpustack_compose.loader import Locator, load_stack_located
 from gpustack_compose.planner import Plan, plan_stack
 from gpustack_compose.spec import StackSpec
+
+_LOCATOR: ContextVar[Locator | None] = ContextVar("gsc_locator", default=None)
 
 
 @dataclass(frozen=True)
@@ -21,5 +31,19 @@ def load_and_plan(stack_path: Path, *, enforce: bool = True) -> Loaded:
     """Raises SpecError / PlanError (exit 1) before anything is written.
     ``enforce`` off records the plan's violations instead (rehearsing a split
     the planner refuses)."""
-    stack = load_stack(stack_path)
+    stack, locator = load_stack_located(stack_path)
+    _LOCATOR.set(locator)
     return Loaded(stack_path, stack, plan_stack(stack, enforce=enforce))
+
+
+def forget_locations() -> None:
+    _LOCATOR.set(None)
+
+
+def located(exc: GscError) -> GscError:
+    """``exc`` at its field's place in the last stack file read, when it names
+    a field and no place yet."""
+    locator = _LOCATOR.get()
+    if locator is None or not exc.path or exc.where is not None:
+        return exc
+    return exc.located(locator(exc.path))

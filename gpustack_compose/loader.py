@@ -9,6 +9,7 @@ would otherwise make validation walk an exponential tree).
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,15 +18,13 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from gpustack_compose.adapters import check_adapters
-from gpustack_compose.errors import SpecError
+from gpustack_compose.errors import SpecError, StackRuleError, format_path
 from gpustack_compose.spec import (
     UNION_TAGS,
     GpuSetSpec,
     GpuSpec,
-    StackRuleError,
     StackSpec,
     check_stack,
-    format_path,
 )
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -62,7 +61,7 @@ class _Builder:
 
     def fail(self, node: yaml.Node, message: str) -> SpecError:
         mark = node.start_mark
-        return SpecError(f"{self.source}:{mark.line + 1}:{mark.column + 1}: {message}")
+        return SpecError(message, where=f"{self.source}:{mark.line + 1}:{mark.column + 1}")
 
     def build(self, node: yaml.Node, path: Path_) -> Any:
         self.nodes += 1
@@ -156,14 +155,25 @@ def read_stack_text(path: Path) -> str:
 def load_stack(path: Path, *, source: str | None = None) -> StackSpec:
     """Read, parse and validate a stack file, and the adapter folders it names.
     Raises SpecError (exit 1)."""
+    return load_stack_located(path, source=source)[0]
+
+
+Locator = Callable[[Path_], str]
+
+
+def load_stack_located(path: Path, *, source: str | None = None) -> tuple[StackSpec, Locator]:
+    """``load_stack``, and where each field of the stack is in the file: what
+    a later refusal (the plan's, the Kubernetes target's) is located with."""
     label = source or str(path)
-    return validate_stack(parse_yaml(read_stack_text(path), label), label, stack_file=path)
+    loaded = parse_yaml(read_stack_text(path), label)
+    stack = validate_stack(loaded, label, stack_file=path)
+    return stack, lambda field_path: locate(loaded, label, field_path)
 
 
 def validate_stack(loaded: LoadedYaml, source: str, stack_file: Path | None = None) -> StackSpec:
     data = loaded.data
     if not isinstance(data, dict):
-        raise SpecError(f"{source}:1:1: the top level must be a mapping with name, gpus and models")
+        raise SpecError("the top level must be a mapping with name, gpus and models", where=f"{source}:1:1")
     try:
         stack = StackSpec.model_validate(data)
     except ValidationError as exc:
@@ -173,18 +183,20 @@ def validate_stack(loaded: LoadedYaml, source: str, stack_file: Path | None = No
         if stack_file is not None:
             check_adapters(stack, stack_file)
     except StackRuleError as exc:
-        raise SpecError(f"{_where(loaded, source, exc.path)}{format_path(exc.path)}: {exc.message}") from None
+        raise exc.located(locate(loaded, source, exc.path)) from None
     return stack
 
 
-def _where(loaded: LoadedYaml, source: str, path: Path_, *, key: bool = False) -> str:
+def locate(loaded: LoadedYaml, source: str, path: Path_, *, key: bool = False) -> str:
+    """``FILE:LINE:COL`` of ``path`` in the stack file (of its nearest
+    ancestor that has a position; of the key itself for ``key``), or ``FILE``."""
     probe: Path_ = path
     if key and (*path, "<key>") in loaded.marks:
         probe = (*path, "<key>")
     while probe not in loaded.marks and probe:
         probe = probe[:-1]
     mark = loaded.marks.get(probe)
-    return f"{source}:{mark.line}:{mark.column}: " if mark else f"{source}: "
+    return f"{source}:{mark.line}:{mark.column}" if mark else source
 
 
 def _rewrite(exc: ValidationError, loaded: LoadedYaml, source: str) -> SpecError:
@@ -200,8 +212,8 @@ def _rewrite(exc: ValidationError, loaded: LoadedYaml, source: str) -> SpecError
         path = path[:-2]
     more = len(errors) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    where = _where(loaded, source, path, key=kind == "extra_forbidden")
-    return SpecError(f"{where}{format_path(path)}: {message}{suffix}")
+    where = locate(loaded, source, path, key=kind == "extra_forbidden")
+    return SpecError(f"{message}{suffix}", path=path, where=where)
 
 
 def _value(value: Any) -> str:

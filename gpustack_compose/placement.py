@@ -44,7 +44,7 @@ class Demand:
     its share; ``outside_bytes`` (CUDA context, graphs) comes on top."""
 
     name: str
-    label: str  # for messages: models[3] 'qwen-7b'
+    path: tuple[str | int, ...]  # its stack field: ("models", 3)
     pinned: tuple[int, ...]
     outside_bytes: int
     fraction: float | None = None
@@ -101,7 +101,7 @@ def place(demands: Sequence[Demand], cards: Sequence[Card]) -> dict[str, tuple[i
         order = card_order(demand.name, cards)
         chosen = _first_fit(order, used, demand.wants) or _first_fit(order, used, demand.needs)
         if chosen is None:
-            raise PlanError(_no_fit(demand, cards, used, placed_before))
+            raise PlanError(_no_fit(demand, cards, used, placed_before), path=demand.path)
         card, taken = chosen
         used[card.index] += taken
         out[demand.name] = (card.index,)
@@ -123,7 +123,7 @@ def _no_fit(demand: Demand, cards: Sequence[Card], used: dict[int, int], placed:
     need = demand.needs(best.total_bytes)
     after = f", after placing {len(placed)} larger model{'s' if len(placed) != 1 else ''}" if placed else ""
     return (
-        f"{demand.label}: no GPU has room for it: it needs {fmt_gib(need)} "
+        f"{demand.name!r}: no GPU has room for it: it needs {fmt_gib(need)} "
         f"({demand.describe_need(best.total_bytes)}) but the largest free space on any GPU is "
         f"{fmt_gib(free)} (GPU {best.index}{after}); add a GPU, lower its memory or max_model_len, "
         "or spread it over cards with gpu: [i, j]"

@@ -31,7 +31,7 @@ from gpustack_compose.catalog import ModelArch, find_gpu, find_model
 from gpustack_compose.contract import service_name
 from gpustack_compose.errors import PlanError
 from gpustack_compose.placement import Card, Demand, place
-from gpustack_compose.spec import BootMode, GpuSpec, MemoryMode, ModelSpec, StackSpec, model_gpus
+from gpustack_compose.spec import BootMode, GpuSpec, MemoryMode, ModelSpec, StackSpec, gpu_path, model_gpus
 from gpustack_compose.units import GiB, ceil_to, floor_to, fmt_fraction, fmt_gib, gib
 
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
@@ -242,7 +242,12 @@ class _Need:
 
 
 def model_label(need: _Need) -> str:
-    return f"models[{need.stack_index}] {need.spec.name!r}"
+    """How a refusal names the model after its path (``models[3]: 'qwen-7b' ...``)."""
+    return repr(need.spec.name)
+
+
+def model_path(need: _Need, *field: str) -> tuple[str | int, ...]:
+    return ("models", need.stack_index, *field)
 
 
 def arch_of(model: ModelSpec) -> tuple[ModelArch, str | None]:
@@ -267,7 +272,7 @@ def arch_of(model: ModelSpec) -> tuple[ModelArch, str | None]:
         )
     found = find_model(model.model)
     if found is None:  # spec.check_stack rejects this first
-        raise PlanError(f"{model.name}: {model.model!r} is not in the model catalog; add an arch: block")
+        raise PlanError(f"{model.model!r} is not in the model catalog; add an arch: block", path=("models",))
     entry, implied_quantization = found
     return entry.arch, implied_quantization
 
@@ -394,22 +399,22 @@ def _resolve(model: ModelSpec, stack_index: int, image: str) -> _Need:
     if tensor_parallel > 1:
         refusal = check_tensor_parallel(arch, tensor_parallel)
         if refusal:
-            raise PlanError(f"models[{stack_index}].gpu: {model.name} over {tensor_parallel} GPUs: {refusal}")
+            raise PlanError(f"{model.name} over {tensor_parallel} GPUs: {refusal}", path=("models", stack_index, "gpu"))
     quantization = model.quantization or implied_quantization
     dtype = arch.dtype if model.dtype == "auto" else model.dtype
     dtype_bytes = DTYPE_BYTES[dtype]
     max_model_len = model.max_model_len or arch.context_length
     if max_model_len > arch.context_length:
         raise PlanError(
-            f"models[{stack_index}].max_model_len: {max_model_len} is longer than {model.model}'s "
-            f"context length {arch.context_length}; vLLM refuses it"
+            f"{max_model_len} is longer than {model.model}'s context length {arch.context_length}; vLLM refuses it",
+            path=("models", stack_index, "max_model_len"),
         )
     max_num_seqs = model.max_num_seqs or cal.DEFAULT_MAX_NUM_SEQS
     batched = model.max_num_batched_tokens or max(cal.DEFAULT_MAX_NUM_BATCHED_TOKENS, max_num_seqs)
     if batched < max_num_seqs:
         raise PlanError(
-            f"models[{stack_index}].max_num_batched_tokens: {batched} is below max_num_seqs {max_num_seqs}; "
-            "vLLM requires at least one token per sequence per step"
+            f"{batched} is below max_num_seqs {max_num_seqs}; vLLM requires at least one token per sequence per step",
+            path=("models", stack_index, "max_num_batched_tokens"),
         )
     act_bytes = 4 if dtype == "float32" else 2
     # vLLM's defaults are max_loras 1 and max_cpu_loras = max_loras; a shared
@@ -449,7 +454,7 @@ def gpu_total(gpu: GpuSpec) -> tuple[int, str]:
     assert gpu.type is not None
     gpu_type = find_gpu(gpu.type)
     if gpu_type is None:  # spec.check_stack rejects this first
-        raise PlanError(f"GPU {gpu.index}: unknown type {gpu.type!r}")
+        raise PlanError(f"GPU {gpu.index}: unknown type {gpu.type!r}", path=("gpus",))
     return gpu_type.cuda_total_bytes, gpu_type.name
 
 
@@ -461,18 +466,22 @@ class _Card:
     reserve: int
     boot: BootMode
     memory_mode: MemoryMode = "static"
+    path: tuple[str | int, ...] = ("gpus",)  # its stack field, for refusals
 
 
 def _cards(stack: StackSpec) -> list[_Card]:
     cards = []
-    for gpu in stack.cards:
+    for position, gpu in enumerate(stack.cards):
+        path = gpu_path(stack, position)
         total, label = gpu_total(gpu)
         if total < cal.MIN_GPU_BYTES:
-            raise PlanError(f"GPU {gpu.index}: {fmt_gib(total)} is too small to serve a model")
+            raise PlanError(f"GPU {gpu.index}: {fmt_gib(total)} is too small to serve a model", path=path)
         reserve = gib(gpu.reserve_gib) if gpu.reserve_gib is not None else cal.DEFAULT_RESERVE
         if reserve >= total:
-            raise PlanError(f"GPU {gpu.index}: the reserve {fmt_gib(reserve)} leaves nothing of {fmt_gib(total)}")
-        cards.append(_Card(gpu.index, label, total, reserve, gpu.boot, gpu.memory_mode))
+            raise PlanError(
+                f"GPU {gpu.index}: the reserve {fmt_gib(reserve)} leaves nothing of {fmt_gib(total)}", path=path
+            )
+        cards.append(_Card(gpu.index, label, total, reserve, gpu.boot, gpu.memory_mode, path))
     return cards
 
 
@@ -480,7 +489,7 @@ def _demand(need: _Need) -> Demand:
     memory = need.spec.memory
     return Demand(
         name=need.spec.name,
-        label=model_label(need),
+        path=model_path(need),
         pinned=model_gpus(need.spec),
         outside_bytes=need.outside_share_bytes,
         fraction=memory.fraction if memory.kind == "fraction" else None,
@@ -494,8 +503,9 @@ def _check_identical_cards(need: _Need, gpus: tuple[int, ...], cards: dict[int, 
     if len({cards[i].total for i in gpus}) > 1:
         listed = ", ".join(f"{i} ({cards[i].label}, {fmt_gib(cards[i].total)})" for i in gpus)
         raise PlanError(
-            f"models[{need.stack_index}].gpu: {need.spec.name} is tensor parallel over GPUs {listed}: vLLM gives "
-            "every card the same fraction and the same shard, so the cards must be identical"
+            f"{need.spec.name} is tensor parallel over GPUs {listed}: vLLM gives "
+            "every card the same fraction and the same shard, so the cards must be identical",
+            path=model_path(need, "gpu"),
         )
 
 
@@ -551,10 +561,12 @@ def plan_stack(stack: StackSpec, *, enforce: bool = True) -> Plan:
     return Plan(stack.name, tuple(gpu_plans), ordered, tuple(violations or ()))
 
 
-def _fail(violations: list[str] | None, message: str) -> None:
+def _fail(violations: list[str] | None, detail: str, *, path: tuple[str | int, ...]) -> None:
+    """Refuse the stack, or -- rehearsing a split the planner refuses -- record why."""
+    error = PlanError(detail, path=path)
     if violations is None:
-        raise PlanError(message)
-    violations.append(message)
+        raise error
+    violations.append(error.message)
 
 
 def _fractions(
@@ -575,7 +587,8 @@ def _fractions(
             if fraction >= 1:
                 raise PlanError(
                     f"{model_label(need)}: memory {fmt_gib(memory.size_bytes)} is not less than GPU {gpu}'s "
-                    f"{fmt_gib(total)} ({label})"
+                    f"{fmt_gib(total)} ({label})",
+                    path=model_path(need, "memory"),
                 )
             chosen[need.spec.name] = (fraction, "size")
 
@@ -592,7 +605,8 @@ def _fractions(
             f"GPU {gpu} ({label}): the auto models need at least {fmt_gib(sum(floors))} ({detail}: weights, "
             f"overheads and one max_model_len sequence each) but only {fmt_gib(room)} is left after "
             f"{fmt_gib(taken)} of fixed shares, {fmt_gib(outside)} outside the shares and the "
-            f"{fmt_gib(reserve)} reserve"
+            f"{fmt_gib(reserve)} reserve",
+            path=card.path,
         )
     spare = room - sum(floors)
     wants = [max(0, n.target_bytes - f) for n, f in zip(auto, floors, strict=True)]
@@ -700,7 +714,7 @@ def _plan_gpu(
 
     if parallel:
         # Booting together is the under-load check, met from the first second.
-        return _check_parallel_start(card.index, card.label, card.total, card.reserve, plans, violations)
+        return _check_parallel_start(card, plans, violations)
     _check_under_load(card, plans, violations)  # check 4
     return plans
 
@@ -714,6 +728,7 @@ def _check_parallel_needs_exact_kv(card: _Card, needs: list[_Need], violations: 
             f"GPU {card.index} ({card.label}) boots in parallel, which needs an exact KV size for every model: "
             f"servers that profile together charge each other's memory to themselves (one dies with negative KV "
             f"or another takes too much). {reasons}. Use kv_cache: exact with vLLM 0.11+, or boot: sequential",
+            path=card.path,
         )
 
 
@@ -738,6 +753,7 @@ def _check_fractions_fit(
         f"{fmt_fraction(fraction_sum)} ({parts}) = {fmt_gib(sum(shares.values()))}; with the "
         f"{fmt_gib(reserve)} reserve that is {fmt_gib(over)} more than the card holds. "
         f"At most {fmt_fraction(most)} can be shared out on this GPU",
+        path=card.path,
     )
 
 
@@ -778,6 +794,7 @@ def _check_one_sequence(
         f"{fmt_gib(need.non_torch_bytes)} non-torch"
         + (f" - {fmt_gib(need.lora_bytes)} LoRA slots" if need.lora_bytes else "")
         + f"); {hint}",
+        path=model_path(need, "memory"),
     )
 
 
@@ -801,6 +818,7 @@ def _check_free_at_start(
         f"{fraction} x {fmt_gib(total)} = {fmt_gib(share)} free, but only {fmt_gib(free_at_start)} "
         f"will be ({fmt_gib(total)} - {fmt_gib(reserve)} reserve - {fmt_gib(held)} held by "
         f"{', '.join(p.name for p in started)}); lower a fraction",
+        path=model_path(need, "memory"),
     )
 
 
@@ -818,6 +836,7 @@ def _check_under_load(card: _Card, plans: list[ModelPlan], violations: list[str]
         f"{fmt_gib(outside)} outside their fractions (CUDA context, cuBLAS and CUDA graphs, "
         f"~{fmt_gib(cal.CUDA_CONTEXT + cal.CUDA_GRAPHS)} each): {fmt_gib(peak)} against "
         f"{fmt_gib(card.total)}; lower the fractions by {cut} in all",
+        path=card.path,
     )
 
 
@@ -848,7 +867,8 @@ def _plan_elastic_gpu(
     if pool <= 0:
         raise PlanError(
             f"GPU {gpu} ({label}, elastic): the weights and overheads of {', '.join(n.spec.name for n in needs)} "
-            f"take {fmt_gib(static)}, more than the {fmt_gib(total - reserve)} the card has after its reserve"
+            f"take {fmt_gib(static)}, more than the {fmt_gib(total - reserve)} the card has after its reserve",
+            path=card.path,
         )
     minimums: dict[str, int] = {}
     maximums: dict[str, int] = {}
@@ -859,7 +879,8 @@ def _plan_elastic_gpu(
         if kv_min < one_sequence:
             raise PlanError(
                 f"{model_label(need)}: kv_min {fmt_gib(kv_min)} holds fewer tokens than one max_model_len "
-                f"{need.max_model_len} sequence ({fmt_gib(one_sequence)}), which vLLM needs to accept a request"
+                f"{need.max_model_len} sequence ({fmt_gib(one_sequence)}), which vLLM needs to accept a request",
+                path=model_path(need, "kv_min"),
             )
         memory = need.spec.memory
         if need.spec.kv_max is not None:
@@ -874,12 +895,14 @@ def _plan_elastic_gpu(
         if kv_max > pool:
             raise PlanError(
                 f"{model_label(need)} on GPU {gpu}: may borrow up to {fmt_gib(kv_max)} of KV cache, more than "
-                f"the GPU's whole pool of {fmt_gib(pool)}; lower kv_max (or memory)"
+                f"the GPU's whole pool of {fmt_gib(pool)}; lower kv_max (or memory)",
+                path=model_path(need, "kv_max"),
             )
         if kv_max < kv_min:
             raise PlanError(
                 f"{model_label(need)} on GPU {gpu}: its cap {fmt_gib(kv_max)} is below its guaranteed "
-                f"{fmt_gib(kv_min)} of KV cache; raise kv_max (or memory) or lower kv_min"
+                f"{fmt_gib(kv_min)} of KV cache; raise kv_max (or memory) or lower kv_min",
+                path=model_path(need, "kv_max"),
             )
         minimums[need.spec.name], maximums[need.spec.name] = kv_min, kv_max
     if sum(minimums.values()) > pool:
@@ -887,7 +910,8 @@ def _plan_elastic_gpu(
         raise PlanError(
             f"GPU {gpu} ({label}, elastic): the guaranteed KV caches need {fmt_gib(sum(minimums.values()))} "
             f"({listed}) but the shared pool is {fmt_gib(pool)} ({fmt_gib(total)} - {fmt_gib(reserve)} reserve "
-            f"- {fmt_gib(static)} of weights and overheads); lower kv_min or max_model_len"
+            f"- {fmt_gib(static)} of weights and overheads); lower kv_min or max_model_len",
+            path=card.path,
         )
     plans: list[ModelPlan] = []
     previous: str | None = None
@@ -924,13 +948,12 @@ def _plan_elastic_gpu(
     return plans, pool
 
 
-def _check_parallel_start(
-    gpu: int, label: str, total: int, reserve: int, plans: list[ModelPlan], violations: list[str] | None
-) -> list[ModelPlan]:
+def _check_parallel_start(card: _Card, plans: list[ModelPlan], violations: list[str] | None) -> list[ModelPlan]:
     """Booting together, every server holds its weights, KV cache and activation
     peak (its share) plus what sits outside it at the same time; and a server
     may take vLLM's startup snapshot after all the others did: its free memory
     is then total - reserve - their peaks."""
+    gpu, label, total, reserve = card.index, card.label, card.total, card.reserve
     needed = reserve + sum(p.peak_bytes for p in plans)
     if needed > total:
         _fail(
@@ -939,6 +962,7 @@ def _check_parallel_start(
             f"peak at the same time: {fmt_gib(needed)} with the reserve and CUDA contexts, "
             f"{fmt_gib(needed - total)} more than the card's {fmt_gib(total)}; lower the fractions or boot: "
             "sequential",
+            path=card.path,
         )
     return [
         dataclasses.replace(p, free_at_start_bytes=total - reserve - sum(o.peak_bytes for o in plans if o is not p))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -29,6 +29,7 @@ from pydantic import (
 from gpustack_compose import versions
 from gpustack_compose.catalog import find_gpu, find_model, gpu_names
 from gpustack_compose.contract import HF_TOKEN_ENV, MASTER_KEY_ENV, PROXY_PORT, PROXY_SERVICE, service_name
+from gpustack_compose.errors import StackRuleError, format_path
 from gpustack_compose.units import SIZE_PATTERN, fmt_gib, parse_size
 from gpustack_compose.vllm_flags import flag_name, inventory, managed
 
@@ -667,15 +668,6 @@ def _check_image(value: str | None) -> str | None:
     return value
 
 
-class StackRuleError(ValueError):
-    """A cross-field rule broken; ``path`` names the field."""
-
-    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
-        super().__init__(message)
-        self.path = path
-        self.message = message
-
-
 def check_stack(stack: StackSpec) -> None:
     """Rules that involve more than one field. Raises StackRuleError."""
     if isinstance(stack.gpus, GpuSetSpec):
@@ -793,6 +785,12 @@ def _check_extra_args(model: ModelSpec, where: tuple[str | int, ...], image: str
             )
 
 
+def gpu_path(stack: StackSpec, position: int) -> tuple[str | int, ...]:
+    """The stack field of the card at ``position``: ``gpus[i]``, or ``gpus``
+    for the ``{count, type}`` form."""
+    return ("gpus",) if isinstance(stack.gpus, GpuSetSpec) else ("gpus", position)
+
+
 def model_gpus(model: ModelSpec) -> tuple[int, ...]:
     """The GPUs a model is pinned to: one, several (tensor parallel) or none."""
     if model.gpu is None:
@@ -854,14 +852,3 @@ def _check_lora_limits(model: ModelSpec, where: tuple[str | int, ...]) -> None:
                 (*where, "loras", position, "rank"),
                 f"adapter {lora.name!r} has rank {lora.rank}, above max_lora_rank {model.max_lora_rank}",
             )
-
-
-def format_path(path: tuple[str | int, ...] | tuple[Any, ...]) -> str:
-    """``('models', 1, 'memory')`` -> ``models[1].memory``."""
-    text = ""
-    for part in path:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text

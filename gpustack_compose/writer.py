@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from gpustack_compose.errors import GscError
+from gpustack_compose.errors import OutputError
 
 Status = Literal["create", "update", "delete", "identical"]
 TEMP_PREFIX = ".gsc-tmp-"
@@ -44,9 +44,9 @@ def compare(out_dir: Path, files: Mapping[str, str], owned: tuple[str, ...] = ()
         except FileNotFoundError:
             old = None
         except IsADirectoryError:
-            raise GscError(f"{target}: is a directory where a rendered file belongs") from None
+            raise OutputError(f"{target}: is a directory where a rendered file belongs") from None
         except OSError as exc:
-            raise GscError(f"{target}: cannot be read: {exc.strerror or exc}") from None
+            raise OutputError(f"{target}: cannot be read: {exc.strerror or exc}") from None
         status: Status = "create" if old is None else ("identical" if old == new else "update")
         states.append(FileState(rel, status, old, new))
     for folder in owned:
@@ -57,7 +57,7 @@ def compare(out_dir: Path, files: Mapping[str, str], owned: tuple[str, ...] = ()
             try:
                 old = leftover.read_bytes()
             except OSError as exc:
-                raise GscError(f"{leftover}: cannot be read: {exc.strerror or exc}") from None
+                raise OutputError(f"{leftover}: cannot be read: {exc.strerror or exc}") from None
             if old.startswith(GENERATED_MARK):
                 states.append(FileState(rel, "delete", old, b""))
     return states
@@ -89,7 +89,7 @@ def write(out_dir: Path, files: Mapping[str, str], owned: tuple[str, ...] = ()) 
             if state.status == "delete":
                 (out_dir / state.path).unlink(missing_ok=True)
     except OSError as exc:
-        raise GscError(f"{out_dir}: cannot write the rendered files: {exc.strerror or exc}") from None
+        raise OutputError(f"{out_dir}: cannot write the rendered files: {exc.strerror or exc}") from None
     finally:
         for temp, _ in staged:
             Path(temp).unlink(missing_ok=True)

@@ -126,23 +126,29 @@ ERRORS = {
             "name: b, model: Qwen/Qwen2.5-7B-Instruct, gpu: 0, max_model_len: 8192",
             "name: b, model: Qwen/Qwen2.5-7B-Instruct, gpu: 0, max_model_len: 8192, kv_min: 20GiB",
         ),
-        "GPU 0 (H100-80GB, elastic): the guaranteed KV caches need 40.00 GiB (a 20.00 GiB, b 20.00 GiB) but the "
-        "shared pool is 32.60 GiB (79.18 GiB - 0.52 GiB reserve - 46.06 GiB of weights and overheads); lower "
-        "kv_min or max_model_len",
+        (
+            "e.yaml:3:5: gpus[0]: GPU 0 (H100-80GB, elastic): the guaranteed KV caches need 40.00 GiB (a "
+            "20.00 GiB, b 20.00 GiB) but the shared pool is 32.60 GiB (79.18 GiB - 0.52 GiB reserve - 46.06 "
+            "GiB of weights and overheads); lower kv_min or max_model_len"
+        ),
     ),
     "kv_min below one sequence": (
         BASE.replace(
             "gpu: 0, max_model_len: 8192}\n  - {name: b", "gpu: 0, max_model_len: 8192, kv_min: 1GiB}\n  - {name: b"
         ),
-        "models[0] 'a': kv_min 1.00 GiB holds fewer tokens than one max_model_len 8192 sequence (1.50 GiB), which "
-        "vLLM needs to accept a request",
+        (
+            "e.yaml:6:86: models[0].kv_min: 'a': kv_min 1.00 GiB holds fewer tokens than one max_model_len "
+            "8192 sequence (1.50 GiB), which vLLM needs to accept a request"
+        ),
     ),
     "kv_max over the pool": (
         BASE.replace(
             "gpu: 0, max_model_len: 8192}\n  - {name: b", "gpu: 0, max_model_len: 8192, kv_max: 40GiB}\n  - {name: b"
         ),
-        "models[0] 'a' on GPU 0: may borrow up to 40.00 GiB of KV cache, more than the GPU's whole pool of "
-        "32.60 GiB; lower kv_max (or memory)",
+        (
+            "e.yaml:6:86: models[0].kv_max: 'a' on GPU 0: may borrow up to 40.00 GiB of KV cache, more than "
+            "the GPU's whole pool of 32.60 GiB; lower kv_max (or memory)"
+        ),
     ),
 }
 

@@ -246,61 +246,82 @@ models:
 RULES = {
     "two GPUs, no nodes": (
         "kubernetes: {}\n",
-        "kubernetes.nodes: GPU 0 has no node: with time-slicing the device plugin picks the card, so each of "
-        "GPUs 0, 1 needs its own one-GPU node (or use gpu_sharing: hami)",
+        (
+            "k.yaml:8:13: kubernetes.nodes: GPU 0 has no node: with time-slicing the device plugin picks the "
+            "card, so each of GPUs 0, 1 needs its own one-GPU node (or use gpu_sharing: hami)"
+        ),
     ),
     "one node for two GPUs": (
         "kubernetes:\n  nodes: {0: n1, 1: n1}\n",
-        "kubernetes.nodes[1]: GPUs 0 and 1 are both on node 'n1': with time-slicing their models could share "
-        "one card; give each planned GPU its own node (or use gpu_sharing: hami)",
+        (
+            "k.yaml:9:21: kubernetes.nodes[1]: GPUs 0 and 1 are both on node 'n1': with time-slicing their "
+            "models could share one card; give each planned GPU its own node (or use gpu_sharing: hami)"
+        ),
     ),
     "undeclared GPU": (
         "kubernetes:\n  nodes: {0: n1, 1: n2, 5: n3}\n",
-        "kubernetes.nodes[5]: GPU 5 is not declared in gpus",
+        "k.yaml:9:28: kubernetes.nodes[5]: GPU 5 is not declared in gpus",
     ),
     "uuids without hami": (
         "kubernetes:\n  nodes: {0: n1, 1: n2}\n  gpu_uuids: {0: GPU-0f95da43-eab5-e7f3-252e-39f9353f7bb2}\n",
-        "kubernetes.gpu_uuids: pins cards through HAMi; set gpu_sharing: hami or remove it",
+        "k.yaml:10:14: kubernetes.gpu_uuids: pins cards through HAMi; set gpu_sharing: hami or remove it",
     ),
     "hami and a profiled KV cache": (
         "kubernetes: {gpu_sharing: hami}\n",
-        "models[2].kv_cache: c: HAMi shows a container only its memory share, so vLLM's fraction would apply to "
-        "the share; HAMi needs the KV cache fixed in bytes (kv_cache: exact) (here: kv_cache: profiled -- vLLM "
-        "sizes the KV cache from its own profiling run at boot)",
+        (
+            "k.yaml:8:68: models[2].kv_cache: c: HAMi shows a container only its memory share, so vLLM's "
+            "fraction would apply to the share; HAMi needs the KV cache fixed in bytes (kv_cache: exact) "
+            "(here: kv_cache: profiled -- vLLM sizes the KV cache from its own profiling run at boot)"
+        ),
     ),
     "a Service name that starts with a digit": (
         "kubernetes: {gpu_sharing: hami}\n",
-        "models[2].name: '7c' would be the Kubernetes Service '7c', which is not a DNS-1035 label (it must "
-        "start with a letter); rename the model",
+        (
+            "k.yaml:8:12: models[2].name: '7c' would be the Kubernetes Service '7c', which is not a DNS-1035 "
+            "label (it must start with a letter); rename the model"
+        ),
     ),
     "host adapters without a claim": (
         "kubernetes: {gpu_sharing: hami}\n",
-        "kubernetes.adapters_claim: not set, but models[2] (c) serves LoRA adapters from host folders, which "
-        "a cluster does not have: name a PersistentVolumeClaim holding them",
+        (
+            "k.yaml:10:13: kubernetes.adapters_claim: not set, but models[2] (c) serves LoRA adapters from "
+            "host folders, which a cluster does not have: name a PersistentVolumeClaim holding them"
+        ),
     ),
     "tensor parallel with time-slicing": (
         "kubernetes:\n  nodes: {0: n1, 1: n2}\n",
-        "models[2].gpu: c is tensor parallel over GPUs 0,1: time-slicing may hand one pod two replicas of the "
-        "same card; use gpu_sharing: hami",
+        (
+            "k.yaml:8:42: models[2].gpu: c is tensor parallel over GPUs 0,1: time-slicing may hand one pod "
+            "two replicas of the same card; use gpu_sharing: hami"
+        ),
     ),
     "tensor parallel over two nodes": (
         "kubernetes:\n  gpu_sharing: hami\n  nodes: {0: n1, 1: n2}\n",
-        "kubernetes.nodes: c runs on GPUs 0,1, which must be on one node (one pod): GPU 0 -> n1, GPU 1 -> n2",
+        (
+            "k.yaml:11:10: kubernetes.nodes: c runs on GPUs 0,1, which must be on one node (one pod): GPU 0 "
+            "-> n1, GPU 1 -> n2"
+        ),
     ),
     "a UUID for one of two cards": (
         "kubernetes:\n  gpu_sharing: hami\n  gpu_uuids: {1: GPU-0f95da43-eab5-e7f3-252e-39f9353f7bb2}\n",
-        "kubernetes.gpu_uuids: c runs on GPUs 0,1 but only GPU 1 has a UUID: HAMi would let it use only those "
-        "cards; give a UUID for each of its GPUs or for none",
+        (
+            "k.yaml:11:14: kubernetes.gpu_uuids: c runs on GPUs 0,1 but only GPU 1 has a UUID: HAMi would "
+            "let it use only those cards; give a UUID for each of its GPUs or for none"
+        ),
     ),
     "whole percents overflow the card": (
         "kubernetes: {gpu_sharing: hami}\n",
-        "kubernetes.hami_memory: on GPU 0 the HAMi memory shares add up to 101% (a 51%, c 50%) after rounding "
-        "up to whole percent; use hami_memory: mib (exact) or lower a model's memory",
+        (
+            "k.yaml:8:13: kubernetes.hami_memory: on GPU 0 the HAMi memory shares add up to 101% (a 51%, c "
+            "50%) after rounding up to whole percent; use hami_memory: mib (exact) or lower a model's memory"
+        ),
     ),
     "an elastic GPU": (
         "kubernetes: {}\n",
-        "gpus[0].memory_mode: GPU 0 is elastic: kvcached's servers share one IPC namespace and /dev/shm, which "
-        "separate pods do not; the Kubernetes target renders static GPUs only",
+        (
+            "k.yaml:3:46: gpus[0].memory_mode: GPU 0 is elastic: kvcached's servers share one IPC namespace "
+            "and /dev/shm, which separate pods do not; the Kubernetes target renders static GPUs only"
+        ),
     ),
     "a node key that is not a GPU index": (
         "kubernetes:\n  nodes: {zero: n1}\n",

@@ -128,7 +128,7 @@ models:
     result = run_cli(["plan", "s.yaml"], tmp_path)
     assert result.code == 1
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-    assert "models[0] 'a': no GPU has room for it: it needs 31.18 GiB" in result.stderr
+    assert "error: s.yaml:4:5: models[0]: 'a': no GPU has room for it: it needs 31.18 GiB" in result.stderr
     assert "(GPU 0)" in result.stderr  # the emptiest card, lowest index on a tie
 
 

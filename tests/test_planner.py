@@ -114,7 +114,8 @@ models:
 """
         )
     assert str(error.value) == (
-        "GPU 0 (H100-80GB, 79.18 GiB as CUDA reports it): the fractions sum to 1.1 (a 0.6 + b 0.5) = 87.10 GiB; "
+        "gpus[0]: GPU 0 (H100-80GB, 79.18 GiB as CUDA reports it): the fractions sum to 1.1 (a 0.6 + b 0.5) = "
+        "87.10 GiB; "
         "with the 0.52 GiB reserve that is 8.44 GiB more than the card holds. At most 0.9934 can be shared out "
         "on this GPU"
     )
@@ -136,7 +137,7 @@ models:
     # = 7264 tokens of 192 KiB; one 32768-token request needs 6.00 GiB.
     # min fraction: (27.62 + 0.92 + 0.22 + 6.00) / 79.18 = 0.4390.
     assert str(error.value) == (
-        "models[0] 'qwen' on GPU 0: to serve one request of max_model_len 32768, 6.00 GiB of KV cache is "
+        "models[0].memory: 'qwen' on GPU 0: to serve one request of max_model_len 32768, 6.00 GiB of KV cache is "
         "needed, but fraction 0.38 leaves 1.33 GiB (30.09 GiB share - 27.62 GiB weights - 0.92 GiB activation "
         "peak - 0.22 GiB non-torch); raise memory to at least 0.439 or lower max_model_len to 7264"
     )
@@ -160,7 +161,8 @@ def test_boot_time_rule_uses_what_earlier_servers_hold() -> None:
     # tiny holds weights 1.9726 + KV (4.5 - 1.9726 - 0.0644 - 0.22 = 2.2430) + 1.2 overhead = 5.4156 GiB,
     # so 10 - 5.4156 = 4.58 GiB are free when tiny2 asks for 0.5 x 10 = 5.00 GiB.
     assert str(error.value) == (
-        "GPU 0 (10 GiB): when tiny2 (boot position 2) starts, vLLM needs 0.5 x 10.00 GiB = 5.00 GiB free, "
+        "models[1].memory: GPU 0 (10 GiB): when tiny2 (boot position 2) starts, vLLM needs 0.5 x 10.00 GiB = "
+        "5.00 GiB free, "
         "but only 4.58 GiB will be (10.00 GiB - 0.00 GiB reserve - 5.42 GiB held by tiny); lower a fraction"
     )
 
@@ -179,7 +181,7 @@ models:
     # shares 39.59 + 38.40 + reserve 0.52 = 78.51 GiB fit; + 2 x 0.92 GiB outside = 80.35 GiB do not.
     # vLLM's own startup check would pass (39.01 GiB free for b's 38.40 GiB): only load overflows.
     assert str(error.value) == (
-        "GPU 0 (H100-80GB): the fractions fit, but under load the servers also hold 1.84 GiB outside their "
+        "gpus[0]: GPU 0 (H100-80GB): the fractions fit, but under load the servers also hold 1.84 GiB outside their "
         "fractions (CUDA context, cuBLAS and CUDA graphs, ~0.92 GiB each): 80.35 GiB against 79.18 GiB; "
         "lower the fractions by 0.0149 in all"
     )
@@ -234,7 +236,7 @@ def test_auto_when_the_card_cannot_hold_every_need() -> None:
 
 
 def test_auto_models_that_cannot_fit_at_all() -> None:
-    with pytest.raises(PlanError, match=r"^GPU 0 \(L4\): the auto models need at least 29\.\d\d GiB"):
+    with pytest.raises(PlanError, match=r"^gpus\[0\]: GPU 0 \(L4\): the auto models need at least 29\.\d\d GiB"):
         plan_of(
             """
 name: nope
@@ -337,7 +339,8 @@ def test_parallel_boot_refuses_profiled_kv() -> None:
     with pytest.raises(PlanError) as error:
         plan_of(text)
     assert str(error.value) == (
-        "GPU 0 (H100-80GB) boots in parallel, which needs an exact KV size for every model: servers that profile "
+        "gpus[0]: GPU 0 (H100-80GB) boots in parallel, which needs an exact KV size for every model: servers that "
+        "profile "
         "together charge each other's memory to themselves (one dies with negative KV or another takes too much). "
         "a: kv_cache: profiled -- vLLM sizes the KV cache from its own profiling run at boot. Use kv_cache: exact "
         "with vLLM 0.11+, or boot: sequential"
@@ -350,7 +353,8 @@ def test_parallel_boot_needs_room_for_everyone_at_once() -> None:
     with pytest.raises(PlanError) as error:
         plan_of(PARALLEL.replace("Qwen/Qwen2.5-7B-Instruct, memory: 0.3", "Qwen/Qwen2.5-14B-Instruct, memory: 0.485"))
     assert str(error.value) == (
-        "GPU 0 (H100-80GB): boot: parallel needs room for every server's weights, KV cache and activation peak "
+        "gpus[0]: GPU 0 (H100-80GB): boot: parallel needs room for every server's weights, KV cache and activation "
+        "peak "
         "at the same time: 80.35 GiB with the reserve and CUDA contexts, 1.17 GiB more than the card's 79.18 GiB; "
         "lower the fractions or boot: sequential"
     )

@@ -162,7 +162,8 @@ CASES = {
     ),
     "does not fit": (
         edit("memory: 0.3", "memory: 0.6"),
-        "GPU 0 (H100-80GB, 79.18 GiB as CUDA reports it): the fractions sum to 1.1 (a 0.5 + b 0.6) = 87.10 GiB; "
+        "s.yaml:3:5: gpus[0]: GPU 0 (H100-80GB, 79.18 GiB as CUDA reports it): the fractions sum to 1.1 (a 0.5 + "
+        "b 0.6) = 87.10 GiB; "
         "with the 0.52 GiB reserve that is 8.44 GiB more than the card holds. At most 0.9934 can be shared out "
         "on this GPU",
     ),

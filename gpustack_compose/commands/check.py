@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gpustack_compose.commands.common import RenderTarget, compare_rendered, output_dir
 from gpustack_compose.console import Output
-from gpustack_compose.errors import EXIT_DRIFT, DriftError, GscError
+from gpustack_compose.errors import EXIT_DRIFT, ArgumentError, DriftError, GscError
 from gpustack_compose.loaded import load_and_plan
 from gpustack_compose.writer import unified_diff
 
@@ -23,7 +23,7 @@ def stack_files(paths: tuple[Path, ...]) -> list[Path]:
         return list(paths)
     found = sorted(p for p in STACKS_DIR.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
     if not found:
-        raise GscError(f"no stack file given and none in {STACKS_DIR.as_posix()}/")
+        raise ArgumentError(f"no stack file given and none in {STACKS_DIR.as_posix()}/")
     return found
 
 
@@ -47,7 +47,7 @@ def check_one(stack_path: Path, out: Path | None, output: Output, target: Render
 def run(*, stack_paths: tuple[Path, ...], out: Path | None, output: Output, target: RenderTarget = "auto") -> int:
     paths = stack_files(stack_paths)
     if out is not None and len(paths) != 1:
-        raise GscError("-o/--output needs exactly one stack file")
+        raise ArgumentError("-o/--output needs exactly one stack file")
     if len(paths) == 1:
         check_one(paths[0], out, output, target)
         return 0

@@ -23,7 +23,7 @@ from typing import Any
 from gpustack_compose.catalog import CUDA_HIDDEN_BYTES, GPU_TYPES, find_gpu, find_model
 from gpustack_compose.console import Output
 from gpustack_compose.contract import PROXY_PORT
-from gpustack_compose.errors import GscError, SpecError
+from gpustack_compose.errors import ArgumentError, SetupError, SpecError
 from gpustack_compose.loader import parse_yaml, validate_stack
 from gpustack_compose.planner import Plan, plan_stack
 from gpustack_compose.schema import SCHEMA_ID, SCHEMA_PATH
@@ -63,14 +63,14 @@ def parse_nvidia_smi(text: str) -> list[HostGpu]:
         if not row or not row[0].strip():
             continue
         if len(row) != 3:
-            raise GscError(f"nvidia-smi: unexpected line {','.join(row)!r}")
+            raise SetupError(f"nvidia-smi: unexpected line {','.join(row)!r}")
         try:
             index, name, total_mib = int(row[0]), row[1].strip(), int(float(row[2]))
         except ValueError:
-            raise GscError(f"nvidia-smi: unexpected line {','.join(row)!r}") from None
+            raise SetupError(f"nvidia-smi: unexpected line {','.join(row)!r}") from None
         gpus.append(HostGpu(index, *_catalog_match(name, total_mib)))
     if not gpus:
-        raise GscError("nvidia-smi reports no GPU; give --gpu")
+        raise SetupError("nvidia-smi reports no GPU; give --gpu")
     return gpus
 
 
@@ -89,14 +89,14 @@ def _catalog_match(name: str, total_mib: int) -> tuple[str | None, float | None]
 def detect_gpus() -> list[HostGpu]:
     binary = shutil.which("nvidia-smi")
     if binary is None:
-        raise GscError("no --gpu given and nvidia-smi is not on PATH; give --gpu H100-80GB (or 4xH100-80GB)")
+        raise SetupError("no --gpu given and nvidia-smi is not on PATH; give --gpu H100-80GB (or 4xH100-80GB)")
     try:
         done = subprocess.run([binary, *NVIDIA_SMI_QUERY], capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise GscError(f"nvidia-smi failed: {exc}") from None
+        raise SetupError(f"nvidia-smi failed: {exc}") from None
     if done.returncode != 0:
         first = (done.stderr or done.stdout).strip().splitlines()[:1]
-        raise GscError(f"nvidia-smi failed (exit {done.returncode}): {first[0] if first else 'no output'}")
+        raise SetupError(f"nvidia-smi failed (exit {done.returncode}): {first[0] if first else 'no output'}")
     return parse_nvidia_smi(done.stdout)
 
 
@@ -198,7 +198,7 @@ def run(
         raise SpecError("give at least one --model (a Hugging Face repo id from the catalog)")
     target = out if out is not None else Path("stacks") / f"{name}.yaml"
     if target.exists() and not force:
-        raise GscError(f"{target.as_posix()} exists; use --force to replace it")
+        raise ArgumentError(f"{target.as_posix()} exists; use --force to replace it")
     gpus = parse_gpu_flags(gpu_flags) if gpu_flags else detect_gpus()
     text, plan = propose(name, gpus, repos, max_model_len, schema_reference(target))
     write(target.parent, {target.name: text})

@@ -7,7 +7,7 @@ from pathlib import Path
 from gpustack_compose.commands.common import output_dir
 from gpustack_compose.console import Output
 from gpustack_compose.contract import MASTER_KEY_ENV, PROXY_SERVICE
-from gpustack_compose.errors import GscError
+from gpustack_compose.errors import ArgumentError
 from gpustack_compose.loaded import load_and_plan
 from gpustack_compose.runtime import compose, engine
 from gpustack_compose.runtime.target import existing_rehearsal, production
@@ -31,7 +31,7 @@ def run(
         by_name[PROXY_SERVICE] = PROXY_SERVICE
         if model not in by_name:
             known = ", ".join([*(m.name for m in loaded.plan.models), PROXY_SERVICE])
-            raise GscError(f"{model!r} is not a model of {loaded.stack.name} (models: {known})")
+            raise ArgumentError(f"{model!r} is not a model of {loaded.stack.name} (models: {known})")
         services = [by_name[model]]
     engine.connect()
     out_dir = output_dir(loaded, out)

@@ -15,7 +15,7 @@ from pathlib import Path
 from gpustack_compose.commands.common import output_dir, write_rendered
 from gpustack_compose.console import Output
 from gpustack_compose.contract import RUNTIME_ADAPTERS
-from gpustack_compose.errors import EngineError, GscError
+from gpustack_compose.errors import CheckError, EngineError
 from gpustack_compose.loaded import Loaded
 from gpustack_compose.loader import parse_yaml, read_stack_text, validate_stack
 from gpustack_compose.planner import plan_stack
@@ -115,7 +115,7 @@ def _live(
         return
     status, reply = model_server.post(client, state.container_id, endpoint, body)
     if status != 200:
-        raise GscError(f"{model} refused {endpoint} for {name} (HTTP {status}): {reply.strip()[:300]}")
+        raise CheckError(f"{model} refused {endpoint} for {name} (HTTP {status}): {reply.strip()[:300]}")
     output.info(f"{model}: {reply.strip()}")
     waited = model_server.restart_proxy(target, view, session.served_names(loaded.stack))
     if waited is None:

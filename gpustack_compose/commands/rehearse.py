@@ -13,7 +13,7 @@ from pathlib import Path
 
 from gpustack_compose.commands.common import output_dir, rendering
 from gpustack_compose.console import Output
-from gpustack_compose.errors import GscError
+from gpustack_compose.errors import CheckError, GscError
 from gpustack_compose.loaded import load_and_plan
 from gpustack_compose.runtime import session
 from gpustack_compose.runtime.lifecycle import boot_and_wait, down, emit_report, open_run, teardown_rehearsal
@@ -50,10 +50,12 @@ def run(
             proxy.close()
         started.report.smoke = [r.as_dict() for r in results]
         if violations:
-            raise GscError("boot order violated: " + "; ".join(violations))
+            raise CheckError("boot order violated: " + "; ".join(violations))
         failed = [r for r in results if not r.ok]
         if failed:
-            raise GscError("smoke test failed for " + ", ".join(f"{r.model} ({r.status}: {r.detail})" for r in failed))
+            raise CheckError(
+                "smoke test failed for " + ", ".join(f"{r.model} ({r.status}: {r.detail})" for r in failed)
+            )
         started.report.ok = True
         output.info(f"rehearsal of {loaded.stack.name} passed: {len(results) - 1} routes answered, boot order held")
     except GscError as exc:

@@ -23,7 +23,7 @@ import math
 
 from gpustack_compose.errors import SpecError
 from gpustack_compose.planner import ModelPlan, Plan
-from gpustack_compose.spec import DNS_LABEL, StackSpec, format_path
+from gpustack_compose.spec import DNS_LABEL, StackSpec
 from gpustack_compose.units import MiB
 
 HAMI_MEMORY_PERCENT = "nvidia.com/gpumem-percentage"
@@ -31,7 +31,7 @@ HAMI_MEMORY_MIB = "nvidia.com/gpumem"
 
 
 def _fail(path: tuple[str | int, ...], message: str) -> SpecError:
-    return SpecError(f"{format_path(path)}: {message}")
+    return SpecError(message, path=path)
 
 
 def hami_memory(plan: Plan, model: ModelPlan, unit: str) -> int:

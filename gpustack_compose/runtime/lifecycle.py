@@ -17,7 +17,7 @@ from typing import Any
 
 from gpustack_compose.console import Output
 from gpustack_compose.contract import ENV_EXAMPLE, ENV_FILE, MASTER_KEY_ENV
-from gpustack_compose.errors import GscError
+from gpustack_compose.errors import SetupError
 from gpustack_compose.loaded import Loaded
 from gpustack_compose.runtime import compose, engine, images, kvcached, session
 from gpustack_compose.runtime.state import DockerView
@@ -121,7 +121,7 @@ def open_run(
     else:
         target = production(loaded.stack, out_dir)
         if target.master_key is None:
-            raise GscError(
+            raise SetupError(
                 f"{MASTER_KEY_ENV} is not set: copy {(out_dir / ENV_EXAMPLE).as_posix()} to "
                 f"{(out_dir / ENV_FILE).as_posix()} and set it (or export it); the proxy refuses to start without it"
             )
