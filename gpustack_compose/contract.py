@@ -53,6 +53,8 @@ FRACTION_LABEL = f"{LABEL_PREFIX}fraction"
 BOOT_POSITION_LABEL = f"{LABEL_PREFIX}boot-position"
 KVCACHED_IPC_LABEL = f"{LABEL_PREFIX}kvcached-ipc"
 KV_MAX_BYTES_LABEL = f"{LABEL_PREFIX}kv-max-bytes"
+# The hash of the proxy's config on its pod template: a changed config rolls it.
+CONFIG_HASH_ANNOTATION = f"{LABEL_PREFIX}config-hash"
 ROLE_MODEL = "model"
 ROLE_PROXY = "proxy"
 

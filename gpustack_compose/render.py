@@ -20,7 +20,7 @@ from typing import Any
 
 import jinja2
 
-from gpustack_compose import healthcheck
+from gpustack_compose import contract, healthcheck
 from gpustack_compose.contract import (
     BOOT_POSITION_LABEL,
     COMPOSE_FILE,
@@ -138,6 +138,18 @@ def literal_block(value: object, indent: int) -> Quoted:
     return Quoted("|\n" + body)
 
 
+def compose_env_optional(name: object) -> Quoted:
+    """``${NAME:-}``: Compose interpolates the variable, empty when unset."""
+    return Quoted(f"${{{safe_key(name)}:-}}")
+
+
+def compose_env_required(name: object) -> Quoted:
+    """``${NAME:?set NAME (see .env.example)}``: Compose refuses to start
+    without it, with that message."""
+    key = safe_key(name)
+    return Quoted(f"${{{key}:?set {key} (see {contract.ENV_EXAMPLE})}}")
+
+
 def markdown_cell(value: object) -> Quoted:
     text = str(value)
     for char, escaped in (("\\", "\\\\"), ("|", "\\|"), ("<", "&lt;"), (">", "&gt;"), ("`", "\\`")):
@@ -237,7 +249,11 @@ def environment() -> jinja2.Environment:
         xml=xml_text,
         px=_pixels,
         block=literal_block,
+        env_optional=compose_env_optional,
+        env_required=compose_env_required,
     )
+    # The names the files, the runtime and the Kubernetes base share.
+    env.globals["names"] = contract
     return env
 
 
