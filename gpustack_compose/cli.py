@@ -52,6 +52,16 @@ TARGET = click.option(
 REHEARSAL = click.option(
     "--rehearsal", is_flag=True, help="Act on the simulated rehearsal of the stack (no GPU needed)."
 )
+TIME_SCALE = click.option(
+    "--time-scale",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_TIME_SCALE,
+    show_default=True,
+    help="Rehearsals: simulated load time = the H100 cold-boot estimate of each model x this.",
+)
+LOAD_S = click.option(
+    "--load-s", type=click.FloatRange(min=0), default=None, help="Rehearsals: a fixed simulated load time per model."
+)
 STAND_IN = click.option(
     "--stand-in",
     "--engine",  # its first name; "engine" is the Docker Engine everywhere else
@@ -272,14 +282,8 @@ def completion(shell: str) -> None:
 @STACK
 @OUT
 @click.option("--report", type=click.Path(path_type=Path, dir_okay=False), help="Write the JSON report here.")
-@click.option(
-    "--time-scale",
-    type=click.FloatRange(min=0, min_open=True),
-    default=DEFAULT_TIME_SCALE,
-    show_default=True,
-    help="Simulated load time = the H100 cold-boot estimate of each model x this.",
-)
-@click.option("--load-s", type=click.FloatRange(min=0), default=None, help="Fixed simulated load time per model.")
+@TIME_SCALE
+@LOAD_S
 @click.option("--port", "proxy_port", type=click.IntRange(0, 65535), default=0, help="Proxy port (default: ephemeral).")
 @click.option("--keep", is_flag=True, help="Leave the rehearsal running.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=None, help="Give up after this many s.")
@@ -335,14 +339,8 @@ def rehearse(
 @click.option("--json", "as_json", is_flag=True, help="Print the boot report as JSON on stdout.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=None, help="Give up after this many s.")
 @REHEARSAL
-@click.option(
-    "--time-scale",
-    type=click.FloatRange(min=0, min_open=True),
-    default=DEFAULT_TIME_SCALE,
-    show_default=True,
-    help="With --rehearsal: simulated load time = H100 cold-boot estimate x this.",
-)
-@click.option("--load-s", type=click.FloatRange(min=0), default=None, help="With --rehearsal: fixed load time.")
+@TIME_SCALE
+@LOAD_S
 @STAND_IN
 def up(
     stack: Path,

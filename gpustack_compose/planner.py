@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gpustack_compose import calibration as cal
+from gpustack_compose import versions
 from gpustack_compose.catalog import ModelArch, find_gpu, find_model
 from gpustack_compose.contract import service_name
 from gpustack_compose.errors import PlanError
@@ -365,22 +365,11 @@ def check_tensor_parallel(arch: ModelArch, tensor_parallel: int) -> str | None:
     return None
 
 
-_IMAGE_VERSION = re.compile(r":v?(\d+)\.(\d+)(?:\.(\d+))?")
-
-
-def image_vllm_version(image: str) -> tuple[int, int, int] | None:
-    """vLLM release an image tag names (``vllm/vllm-openai:v0.26.0``), or None."""
-    match = _IMAGE_VERSION.search(image.split("@", 1)[0])
-    if match is None:
-        return None
-    return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
-
-
 def _kv_mode(model: ModelSpec, image: str) -> tuple[bool, str | None]:
     """Whether the KV size is rendered exactly, and the reason when not."""
     if model.kv_cache == "profiled":
         return False, "kv_cache: profiled -- vLLM sizes the KV cache from its own profiling run at boot"
-    version = image_vllm_version(image)
+    version = versions.image_vllm_version(image)
     since = ".".join(str(p) for p in cal.KV_CACHE_BYTES_SINCE)
     if version is None:
         return True, f"the vLLM release of {image} is not in its tag: assumed {since} or newer"

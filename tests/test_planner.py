@@ -361,7 +361,7 @@ def test_parallel_boot_needs_room_for_everyone_at_once() -> None:
 
 
 def test_old_vllm_images_get_the_fraction_only_form() -> None:
-    from gpustack_compose.planner import image_vllm_version
+    from gpustack_compose.versions import image_vllm_version
 
     assert image_vllm_version("vllm/vllm-openai:v0.26.0") == (0, 26, 0)
     assert image_vllm_version("registry:5000/vllm/vllm-openai:0.10.1.1") == (0, 10, 1)

@@ -222,18 +222,25 @@ def _wheels(recipe: str, what: str, progress: Progress) -> Path:
     done = target / ".complete"
     if done.exists():
         return target
-    target.mkdir(parents=True, exist_ok=True)
     progress(f"downloading {what} (pinned)")
+    download_wheels(target, what, ["-r", str(requirements)])
+    return target
+
+
+def download_wheels(target: Path, what: str, requirements: list[str]) -> None:
+    """``pip download`` of pinned wheels for the images' CPython 3.11 on
+    manylinux x86_64 (never the host's own tags) into ``target``, marked
+    complete only once every wheel is there."""
+    target.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", "3.11",
-               "--implementation", "cp", "--abi", "cp311", "-d", str(target), "-r", str(requirements)]  # fmt: skip
+               "--implementation", "cp", "--abi", "cp311", "-d", str(target), *requirements]  # fmt: skip
     for platform in WHEEL_PLATFORMS:
         command += ["--platform", platform]
     proc = subprocess.run(command, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
-        raise EngineError(f"pip download of the {what} wheels failed:\n{tail}")
-    done.touch()
-    return target
+        raise EngineError(f"pip download of {what} failed:\n{tail}")
+    (target / ".complete").touch()
 
 
 # Every image this module builds carries this label (build stages carry

