@@ -32,6 +32,15 @@ MODEL_PORT = 8000
 # --- environment -------------------------------------------------------------
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 HF_TOKEN_ENV = "HF_TOKEN"
+HF_HOME_ENV = "HF_HOME"
+# What a model container is given for runtime LoRA loading and for kvcached:
+# vLLM's runtime LoRA switch and filesystem resolver folder; kvcached's patch
+# switches, its per-server IPC segment and the device share it may map.
+RUNTIME_LORA_ENV = ("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "VLLM_LORA_RESOLVER_CACHE_DIR")
+KVCACHED_ENV = ("ENABLE_KVCACHED", "KVCACHED_AUTOPATCH", "KVCACHED_IPC_NAME", "KVCACHED_GPU_UTILIZATION")
+# Every variable the render itself sets in a model container: a stack's env:
+# may not set one (a duplicate key Compose refuses, or a silent override).
+RENDERED_ENV = frozenset({HF_TOKEN_ENV, HF_HOME_ENV, *RUNTIME_LORA_ENV, *KVCACHED_ENV})
 # HF_HOME in every model container: the official vLLM image's cache path.
 HF_CACHE = "/root/.cache/huggingface"
 

@@ -109,7 +109,7 @@ def safe_key(value: object) -> Quoted:
     ``08`` or ``true`` would otherwise become an integer or a boolean key."""
     if not isinstance(value, str):
         raise jinja2.TemplateError(f"not a string key: {value!r}")
-    if _SAFE_KEY.match(value) and value.lower() not in _YAML_WORDS:
+    if _SAFE_KEY.fullmatch(value) and value.lower() not in _YAML_WORDS:
         return Quoted(value)
     return yaml_quote(value)
 
@@ -129,7 +129,7 @@ def literal_block(value: object, indent: int) -> Quoted:
         and not text.endswith("\n\n")
         and lines[0].strip() != ""
         and not lines[0].startswith(" ")
-        and all(_BLOCK_LINE.match(line) and not line.endswith(" ") for line in lines)
+        and all(_BLOCK_LINE.fullmatch(line) and not line.endswith(" ") for line in lines)
     )
     if not verbatim:
         return yaml_quote(text)
@@ -261,11 +261,12 @@ def kvcached_env(stack: StackSpec, full: Plan, plan: ModelPlan) -> dict[str, str
     """What kvcached reads (kvcached docs, API reference): it patches vLLM at
     import (KVCACHED_AUTOPATCH=1) when ENABLE_KVCACHED is true, and maps KV
     pages only while the device stays under KVCACHED_GPU_UTILIZATION."""
+    enable, autopatch, ipc_name, utilization = contract.KVCACHED_ENV
     return {
-        "ENABLE_KVCACHED": "true",
-        "KVCACHED_AUTOPATCH": "1",
-        "KVCACHED_IPC_NAME": kvcached_ipc_name(stack.name, plan.service),
-        "KVCACHED_GPU_UTILIZATION": f"{full.gpu(plan.gpu).kvcached_gpu_utilization:g}",
+        enable: "true",
+        autopatch: "1",
+        ipc_name: kvcached_ipc_name(stack.name, plan.service),
+        utilization: f"{full.gpu(plan.gpu).kvcached_gpu_utilization:g}",
     }
 
 

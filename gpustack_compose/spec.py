@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -28,12 +29,24 @@ from pydantic import (
 
 from gpustack_compose import versions
 from gpustack_compose.catalog import find_gpu, find_model, gpu_names
-from gpustack_compose.contract import HF_TOKEN_ENV, MASTER_KEY_ENV, PROXY_PORT, PROXY_SERVICE, service_name
+from gpustack_compose.contract import (
+    ENV_EXAMPLE,
+    HF_TOKEN_ENV,
+    MASTER_KEY_ENV,
+    PROXY_PORT,
+    PROXY_SERVICE,
+    RENDERED_ENV,
+    service_name,
+)
 from gpustack_compose.errors import StackRuleError, format_path
 from gpustack_compose.units import SIZE_PATTERN, fmt_gib, parse_size
 from gpustack_compose.vllm_flags import flag_name, inventory, managed
 
 STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+# Environment names and values that carry secrets (tokens of the Hugging Face
+# Hub, OpenAI-style keys, cloud credentials): never rendered into a file.
+SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIALS?)$", re.IGNORECASE)
+SECRET_VALUE = re.compile(r"(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{16,}|ghp_[A-Za-z0-9]{20,}|AKIA[A-Z0-9]{16})")
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:@+-]*$", re.IGNORECASE)
@@ -104,7 +117,7 @@ def parse_memory(value: object) -> Memory:
     if isinstance(value, str):
         if value == "auto":
             return AUTO
-        size = parse_size(value) if SIZE_PATTERN.match(value) else None
+        size = parse_size(value) if SIZE_PATTERN.fullmatch(value) else None
         if size is None:
             raise SpecValueError(f"{value!r} is not a fraction in (0, 1), a size like '40GiB', or auto")
         if size <= 0:
@@ -140,7 +153,7 @@ MemoryField = Annotated[
 
 def parse_byte_size(value: object) -> int:
     """``'12GiB'`` -> bytes (a KV budget on an elastic GPU)."""
-    if isinstance(value, str) and SIZE_PATTERN.match(value):
+    if isinstance(value, str) and SIZE_PATTERN.fullmatch(value):
         size = parse_size(value)
         if size is not None and size > 0:
             return size
@@ -269,7 +282,7 @@ class LoraSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not MODEL_NAME.match(value):
+        if not MODEL_NAME.fullmatch(value):
             raise SpecValueError(f"{value!r} is not a valid name: use [a-z0-9][a-z0-9._-]{{0,62}}")
         return value
 
@@ -281,7 +294,7 @@ class LoraSpec(_Strict):
     @field_validator("repo")
     @classmethod
     def _repo(cls, value: str | None) -> str | None:
-        if value is not None and not HF_REPO.match(value):
+        if value is not None and not HF_REPO.fullmatch(value):
             raise SpecValueError(f"{value!r} is not a Hugging Face repo id like org/name")
         return value
 
@@ -394,14 +407,14 @@ class ModelSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not MODEL_NAME.match(value):
+        if not MODEL_NAME.fullmatch(value):
             raise SpecValueError(f"{value!r} is not a valid name: use [a-z0-9][a-z0-9._-]{{0,62}}")
         return value
 
     @field_validator("model")
     @classmethod
     def _model(cls, value: str) -> str:
-        if not MODEL_REF.match(value):
+        if not MODEL_REF.fullmatch(value):
             raise SpecValueError(f"{value!r} is not a model reference (an HF repo id or a path, no spaces)")
         return value
 
@@ -414,10 +427,23 @@ class ModelSpec(_Strict):
     @classmethod
     def _env(cls, value: dict[str, str]) -> dict[str, str]:
         for key, item in value.items():
-            if not ENV_NAME.match(key):
+            if not ENV_NAME.fullmatch(key):
                 raise SpecValueError(f"{key!r} is not an environment variable name")
             if "\x00" in item:
                 raise SpecValueError(f"the value of {key} contains a NUL byte")
+            if key in RENDERED_ENV:
+                how = (
+                    f"it is read from the .env file next to docker-compose.yml (see {ENV_EXAMPLE})"
+                    if key == HF_TOKEN_ENV
+                    else "it follows from the stack (hf cache, runtime_loras, memory_mode: elastic)"
+                )
+                raise SpecValueError(f"{key} is set by gpustack-compose; remove it from env: {how}")
+            if SECRET_NAME.search(key) or SECRET_VALUE.match(item):
+                raise SpecValueError(
+                    f"{key} looks like a secret, and env: values are written into the committed "
+                    "docker-compose.yml in plain text; keep it out of the stack file (set it on the host, "
+                    "in the container's own image or an env_file you do not commit)"
+                )
         return value
 
     @field_validator("extra_args")
@@ -431,7 +457,7 @@ class ModelSpec(_Strict):
     @field_validator("shm_size")
     @classmethod
     def _shm_size(cls, value: str) -> str:
-        if not re.match(r"^[1-9][0-9]{0,5}(b|k|m|g|kb|mb|gb)$", value):
+        if not re.fullmatch(r"[1-9][0-9]{0,5}(b|k|m|g|kb|mb|gb)", value):
             raise SpecValueError(f"{value!r} is not a size like '2gb'")
         return value
 
@@ -505,7 +531,7 @@ class DockerSpec(_Strict):
     @field_validator("min_engine")
     @classmethod
     def _min_engine(cls, value: str) -> str:
-        if not ENGINE_VERSION.match(value):
+        if not ENGINE_VERSION.fullmatch(value):
             raise SpecValueError(f"{value!r} is not a version like '25.0'")
         return value
 
@@ -528,7 +554,7 @@ def _matching(pattern: re.Pattern[str], what: str) -> PlainValidator:
     def check(value: object) -> str:
         if not isinstance(value, str):
             raise SpecValueError(f"{_describe(value)} is not a string")
-        if not pattern.match(value):
+        if not pattern.fullmatch(value):
             raise SpecValueError(f"{value!r} is not {what}")
         return value
 
@@ -628,7 +654,7 @@ class KubernetesSpec(_Strict):
     @classmethod
     def _node_selector(cls, value: dict[str, str]) -> dict[str, str]:
         for key in value:
-            if not LABEL_KEY.match(key):
+            if not LABEL_KEY.fullmatch(key):
                 raise SpecValueError(f"{key!r} is not a label key")
         return value
 
@@ -657,13 +683,13 @@ class StackSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not STACK_NAME.match(value):
+        if not STACK_NAME.fullmatch(value):
             raise SpecValueError(f"{value!r} is not a valid stack name: use [a-z][a-z0-9-]{{0,39}}")
         return value
 
 
 def _check_image(value: str | None) -> str | None:
-    if value is not None and (not IMAGE_REF.match(value) or len(value) > 255):
+    if value is not None and (not IMAGE_REF.fullmatch(value) or len(value) > 255):
         raise SpecValueError(f"{value!r} is not an image reference")
     return value
 
@@ -706,6 +732,12 @@ def check_stack(stack: StackSpec) -> None:
             raise StackRuleError((*where, "name"), f"{model.name!r} is already used by {used_by}")
         names[model.name] = (*where, "name")
         service = service_name(model.name)
+        if resolves_as_address(service):
+            raise StackRuleError(
+                (*where, "name"),
+                f"{model.name!r} would be the compose service and hostname {service!r}, which resolvers read as an "
+                "IP address (so would the Kubernetes target); start the name with a letter",
+            )
         if service in RESERVED_SERVICE_NAMES:
             raise StackRuleError((*where, "name"), f"{model.name!r} is reserved for the proxy service")
         if service in services:
@@ -751,6 +783,23 @@ def check_stack(stack: StackSpec) -> None:
                     "(adapters are model names at the proxy)",
                 )
             names[lora.name] = where
+
+
+def resolves_as_address(hostname: str) -> bool:
+    """Whether a resolver reads ``hostname`` as an IPv4 address rather than a
+    name: inet_aton's forms, ``1234``, ``0x7f000001``, ``127.1`` (glibc's
+    getaddrinfo accepts them before asking DNS), or an IPv6 literal."""
+    try:
+        socket.inet_aton(hostname)
+    except OSError:
+        pass
+    else:
+        return True
+    try:
+        ipaddress.ip_address(hostname)
+    except ValueError:
+        return False
+    return True
 
 
 def model_image(stack: StackSpec, model: ModelSpec, *, elastic: bool) -> str:

@@ -33,7 +33,7 @@ def fmt_gib(size_bytes: int | float, digits: int = 2) -> str:
 
 def parse_size(text: str) -> int | None:
     """Bytes in a size like ``40GiB`` or ``500 MB``; None when it is not a size."""
-    match = SIZE_PATTERN.match(text)
+    match = SIZE_PATTERN.fullmatch(text)
     if match is None:
         return None
     return round(float(match.group(1)) * _SIZE_UNITS[match.group(2)])

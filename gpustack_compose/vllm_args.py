@@ -16,7 +16,7 @@ from pathlib import PurePosixPath
 
 from gpustack_compose import versions
 from gpustack_compose import vllm_flags as flags
-from gpustack_compose.contract import ADAPTER_ROOT, MODEL_PORT, RUNTIME_ADAPTERS
+from gpustack_compose.contract import ADAPTER_ROOT, MODEL_PORT, RUNTIME_ADAPTERS, RUNTIME_LORA_ENV
 from gpustack_compose.planner import ModelPlan
 from gpustack_compose.spec import LoraSpec, ModelSpec
 from gpustack_compose.units import fmt_fraction
@@ -70,7 +70,8 @@ def adapter_mounts(spec: ModelSpec) -> list[AdapterMount]:
 def runtime_lora_env(spec: ModelSpec) -> dict[str, str]:
     if spec.runtime_loras is None:
         return {}
-    return {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_LORA_RESOLVER_CACHE_DIR": RUNTIME_ADAPTERS}
+    allow, resolver_dir = RUNTIME_LORA_ENV
+    return {allow: "True", resolver_dir: RUNTIME_ADAPTERS}
 
 
 def serve_args(spec: ModelSpec, plan: ModelPlan) -> list[str]:

@@ -161,3 +161,15 @@ def test_a_python_without_the_dependencies_says_how_to_get_them(blocked: str) ->
         f"error: this Python ({sys.executable}) lacks gpustack-compose's dependencies (no module {blocked!r}): "
         "run `make install`, then `. .venv/bin/activate` (or use the `make` targets), or `pip install .`\n"
     )
+
+
+def test_plan_json_fractions_are_the_rendered_values() -> None:
+    """Issue 21 item 13: `"fraction": 0.30110000000000003` where the flag says 0.3011."""
+    stacks = [*(REPO / "stacks").glob("*.yaml"), *(REPO / "tests" / "golden").glob("*/stack.yaml")]
+    assert len(stacks) >= 8
+    for stack in stacks:
+        result = run_cli(["plan", str(stack), "--json"], REPO)
+        for model in (m for gpu in json.loads(result.stdout)["gpus"] for m in gpu["models"]):
+            for key in ("fraction", "min_fraction"):
+                decimals = str(model[key]).partition(".")[2]
+                assert len(decimals) <= 4, (stack.name, model["name"], key, model[key])

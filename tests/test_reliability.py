@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,35 @@ CORPUS: list[tuple[str, str, str]] = [
     ("scalar document", "just a string\n", "the top level must be a mapping"),
 ]
 
+# Issue 21 item 2: a pattern checked with re.match and `$` let a trailing line
+# break through, and the render wrote a docker-compose.yml Compose cannot parse.
+# Every pattern-checked field, with each character that ends or breaks a line
+# (as YAML double-quoted escapes).
+LINE_BREAKS = {"LF": "\\n", "CR": "\\r", "TAB": "\\t", "NUL": "\\0", "LINE SEPARATOR": "\\L", "NEL": "\\N"}
+PATTERN_FIELDS: dict[str, tuple[Callable[[str], str], str]] = {
+    "model name": (lambda bad: GOOD.replace("name: a,", f'name: "a{bad}",'), "models[0].name"),
+    "stack name": (lambda bad: GOOD.replace("name: s\n", f'name: "s{bad}"\n'), "name"),
+    "model id": (lambda bad: GOOD.replace("model: Qwen/Qwen3-8B", f'model: "Qwen/Qwen3-8B{bad}"'), "models[0].model"),
+    "image": (lambda bad: model(f'image: "vllm/vllm-openai:v0.26.0{bad}"'), "models[0].image"),
+    "env key": (lambda bad: model(f'env: {{"KEY{bad}": v}}'), "models[0].env"),
+    "shm_size": (lambda bad: model(f'shm_size: "2gb{bad}"'), "models[0].shm_size"),
+    "min_engine": (lambda bad: stack(f'docker: {{min_engine: "25.0{bad}"}}\n'), "docker.min_engine"),
+    "adapter name": (
+        lambda bad: model(f'loras: [{{name: "acme{bad}", repo: org/acme, rank: 8}}]'),
+        "models[0].loras[0].name",
+    ),
+}
+CORPUS += [
+    (f"{field} ending in {char}", make(escape), where)
+    for field, (make, where) in PATTERN_FIELDS.items()
+    for char, escape in LINE_BREAKS.items()
+]
+# Issue 21 item 7: names that resolvers read as IP addresses on the compose network.
+CORPUS += [
+    (f"model named {name}", GOOD.replace("name: a,", f"name: '{name}',"), "which resolvers read as an IP address")
+    for name in ("0", "1234", "0x7f000001", "2130706433")
+]
+
 
 def test_the_corpus_is_large_and_distinct() -> None:
     assert len(CORPUS) >= 60
@@ -235,3 +265,27 @@ def test_security_defaults(path: Path) -> None:
             assert not re.search(secret, text), (name, secret)
     env_example = files[".env.example"]
     assert all(line.startswith("#") or line.endswith("=") or not line for line in env_example.splitlines())
+
+
+# Issue 21 item 5: env: keys the render sets itself, and secrets in plain text.
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ("{HF_TOKEN: hf_abc}", "HF_TOKEN is set by gpustack-compose; remove it from env: it is read from the .env file "
+         "next to docker-compose.yml (see .env.example)"),
+        ("{HF_HOME: /x}", "HF_HOME is set by gpustack-compose; remove it from env: it follows from the stack"),
+        ("{KVCACHED_IPC_NAME: other}", "KVCACHED_IPC_NAME is set by gpustack-compose"),
+        ("{VLLM_LORA_RESOLVER_CACHE_DIR: /x}", "VLLM_LORA_RESOLVER_CACHE_DIR is set by gpustack-compose"),
+        ("{WANDB_API_KEY: abc}", "WANDB_API_KEY looks like a secret, and env: values are written into the committed "
+         "docker-compose.yml in plain text"),
+        ("{GITHUB_TOKEN: x}", "GITHUB_TOKEN looks like a secret"),
+        ("{NOTE: hf_aaaaaaaaaaaaaaaaaaaaaaaaaaaa}", "NOTE looks like a secret"),
+    ],
+)  # fmt: skip
+def test_env_refuses_rendered_keys_and_secrets(tmp_path: Path, env: str, message: str) -> None:
+    write(tmp_path / "s.yaml", model(f"env: {env}"))
+    result = run_cli(["render", "s.yaml"], tmp_path)
+    assert result.code == 1
+    assert result.stderr.startswith("error: s.yaml:4:") and "models[0].env: " in result.stderr, result.stderr
+    assert message in result.stderr, result.stderr
+    assert not (tmp_path / "compose").exists()

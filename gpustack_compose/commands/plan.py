@@ -25,7 +25,8 @@ def model_dict(m: ModelPlan) -> dict[str, Any]:
     return {
         "name": m.name,
         "service": m.service,
-        "fraction": m.fraction,
+        # the value the flag is rendered with (fmt_fraction), not float noise such as 0.30110000000000003
+        "fraction": float(fmt_fraction(m.fraction)),
         "fraction_source": m.fraction_source,
         "share_gib": _gib(m.share_bytes),
         "weights_gib": _gib(m.weights_bytes),
@@ -42,7 +43,7 @@ def model_dict(m: ModelPlan) -> dict[str, Any]:
         "max_concurrency": round(m.max_concurrency, 2),
         "max_num_seqs": m.max_num_seqs,
         "max_num_batched_tokens": m.max_num_batched_tokens,
-        "min_fraction": m.min_fraction,
+        "min_fraction": float(fmt_fraction(m.min_fraction)),
         "free_at_start_gib": _gib(m.free_at_start_bytes),
         "gpus": list(m.gpus),
         "placed": m.placed,

@@ -69,7 +69,7 @@ def check_kubernetes(stack: StackSpec, plan: Plan) -> None:
             if index not in declared:
                 raise _fail(("kubernetes", field, index), f"GPU {index} is not declared in gpus")
     for model in plan.models:
-        if not DNS_LABEL.match(model.service):
+        if not DNS_LABEL.fullmatch(model.service):
             raise _fail(
                 ("models", model.stack_index, "name"),
                 f"{model.name!r} would be the Kubernetes Service {model.service!r}, which is not a DNS-1035 "
