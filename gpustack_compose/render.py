@@ -95,6 +95,16 @@ def compose_quote(value: object) -> Quoted:
     return yaml_quote(value)
 
 
+def kubelet_quote(value: object) -> Quoted:
+    """YAML quoting plus ``$`` -> ``$$``, for a container's args and env values:
+    the kubelet expands ``$(VAR)`` there and reduces ``$$`` to ``$``
+    (docs/facts.md, "Kubernetes"), so ``$(HF_TOKEN)`` in a model id or an extra
+    argument would otherwise become the token."""
+    if isinstance(value, str):
+        value = value.replace("$", "$$")
+    return yaml_quote(value)
+
+
 # Plain keys start with a letter or underscore: a leading digit is quoted,
 # because YAML parsers disagree on numbers -- Compose's (go-yaml) reads ``08``
 # as the integer 8, PyYAML (YAML 1.1) as the string "08".
@@ -239,6 +249,7 @@ def environment() -> jinja2.Environment:
     env.filters.update(
         q=yaml_quote,
         cq=compose_quote,
+        kq=kubelet_quote,
         key=safe_key,
         md=markdown_cell,
         comment=comment_text,

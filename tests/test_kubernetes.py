@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, assume, given, settings
 
 from gpustack_compose.contract import COMPOSE_FILE, K8S_DIR, KUSTOMIZATION, LITELLM_CONFIG, service_name
 from gpustack_compose.k8s.manifests import WAIT_CONFIGMAP, render_kubernetes
-from gpustack_compose.loader import load_stack
+from gpustack_compose.loader import load_stack, parse_yaml, validate_stack
 from gpustack_compose.planner import plan_stack
 from gpustack_compose.render import render
 from gpustack_compose.spec import DNS_LABEL, StackSpec
@@ -140,8 +140,8 @@ def test_compose_and_kubernetes_agree(stack_path: Path) -> None:
     for name, service in models.items():
         pod = deployments[name]["spec"]["template"]
         container = pod["spec"]["containers"][0]
-        # Compose doubles a literal $ (interpolation); Kubernetes takes args verbatim.
-        assert container["args"] == [a.replace("$$", "$") for a in service["command"]], name
+        # Both double a literal $: Compose interpolates ${VAR}, the kubelet expands $(VAR).
+        assert container["args"] == service["command"], name
         assert container["image"] == service["image"]
         labels = service["labels"]
         annotations = pod["metadata"]["annotations"]
@@ -157,7 +157,7 @@ def test_compose_and_kubernetes_agree(stack_path: Path) -> None:
         env = {e["name"]: e for e in container["env"]}
         for key, value in service["environment"].items():
             if key != "HF_TOKEN":
-                assert env[key]["value"] == str(value).replace("$$", "$"), (name, key)
+                assert env[key]["value"] == str(value), (name, key)
         assert "value" not in env["HF_TOKEN"]  # from a Secret, never written
     proxy = deployments["litellm"]["spec"]["template"]["spec"]
     assert proxy["initContainers"][0]["args"][2:] == sorted(f"http://{m}:8000/health" for m in models)
@@ -185,8 +185,11 @@ def test_hostile_values_survive_the_kubernetes_render(stack: StackSpec) -> None:
     objects = manifests(render_kubernetes(stack, plan, "../../stacks/fuzz.yaml"))
     model = plan.models[0]
     container = by_kind(objects, "Deployment")[model.service]["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"] == serve_args(stack.models[0], model)
-    assert {e["name"]: e.get("value") for e in container["env"]}["X_VALUE"] == stack.models[0].env["X_VALUE"]
+    # what the container sees once the kubelet expanded $(VAR) and $$ (issue 21 item 3)
+    seen = {"HF_TOKEN": "hf_secret", "X_VALUE": "expanded"}
+    assert [kubelet_expand(a, seen) for a in container["args"]] == serve_args(stack.models[0], model)
+    values = {e["name"]: e.get("value") for e in container["env"]}
+    assert kubelet_expand(values["X_VALUE"], seen) == stack.models[0].env["X_VALUE"]
     for obj in objects.values():
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
 
@@ -507,3 +510,41 @@ def test_wait_ignores_a_cluster_http_proxy(tmp_path: Path, health_server: tuple[
         env={"HTTP_PROXY": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9", "PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def kubelet_expand(text: str, environment: dict[str, str]) -> str:
+    """The kubelet's expansion of args and env values, as its API reference
+    states it: `$(VAR)` is the variable's value, `$$` is `$`."""
+    out, i = "", 0
+    while i < len(text):
+        if text.startswith("$$", i):
+            out, i = out + "$", i + 2
+        elif text.startswith("$(", i) and ")" in text[i:]:
+            name = text[i + 2 : text.index(")", i)]
+            out, i = out + environment.get(name, f"$({name})"), text.index(")", i) + 1
+        else:
+            out, i = out + text[i], i + 1
+    return out
+
+
+def test_a_dollar_paren_in_args_and_env_stays_literal_for_the_kubelet() -> None:
+    """Issue 21 item 3: `$(HF_TOKEN)` in a model id, an extra argument or an
+    env value reached the kubelet unescaped and became the token."""
+    text = (
+        "name: k\ngpus: [{index: 0, type: H100-80GB}]\nmodels:\n"
+        "  - {name: a, model: 'org/m$(HF_TOKEN)', memory: 0.5, max_model_len: 4096,\n"
+        "     arch: {params_b: 7.6, hidden_size: 3584, intermediate_size: 18944, num_layers: 28, num_kv_heads: 4,\n"
+        "            head_dim: 128, context_length: 32768},\n"
+        "     extra_args: ['--chat-template=$(HF_TOKEN)'], env: {NOTE: 'a $(HF_TOKEN) b $$ c'}}\n"
+    )
+    stack = validate_stack(parse_yaml(text, "k.yaml"), "k.yaml")
+    files = render_kubernetes(stack, plan_stack(stack), "../k.yaml")
+    deployment = yaml.safe_load(files[f"{K8S_DIR}/a-deployment.yaml"])
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    secret = {"HF_TOKEN": "hf_secret"}
+    args = [kubelet_expand(arg, secret) for arg in container["args"]]
+    assert args[0] == "org/m$(HF_TOKEN)"
+    assert "--chat-template=$(HF_TOKEN)" in args
+    env = {e["name"]: kubelet_expand(e["value"], secret) for e in container["env"] if "value" in e}
+    assert env["NOTE"] == "a $(HF_TOKEN) b $$ c"
+    assert "hf_secret" not in files[f"{K8S_DIR}/a-deployment.yaml"]
