@@ -64,6 +64,13 @@ def check_adapters(stack: StackSpec, stack_file: Path) -> None:
                     (*where, "runtime_loras", "dir"),
                     f"{model.runtime_loras.dir} is not a folder (paths are relative to the stack file)",
                 )
+            if _inside(stack_dir.resolve(), folder) or folder == root:
+                raise StackRuleError(
+                    (*where, "runtime_loras", "dir"),
+                    f"{model.runtime_loras.dir} holds the stack file (and the rendered compose/ with its .env and "
+                    "master key), which would all be mounted into the model container; give a folder of "
+                    "adapters only, such as ./adapters",
+                )
         for lora_position, lora in enumerate(model.loras):
             if lora.path is None:
                 continue

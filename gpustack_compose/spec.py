@@ -473,6 +473,10 @@ class ProxySpec(_Strict):
     )
     request_timeout_s: int = Field(default=600, ge=1, le=86400, description="LiteLLM request timeout.")
     image: str | None = Field(default=None, description="LiteLLM image; default images.litellm.")
+    admin_ui: bool = Field(
+        default=False,
+        description="Serve LiteLLM's admin UI at /ui (off: DISABLE_ADMIN_UI; its login accepts the master key).",
+    )
 
     @field_validator("host")
     @classmethod
@@ -800,6 +804,29 @@ def resolves_as_address(hostname: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def risky_choices(stack: StackSpec) -> list[str]:
+    """What the stack is allowed to ask for but should be told about: one
+    line each, with the reason (``render`` and ``plan`` print them)."""
+    found = []
+    if ipaddress.ip_address(stack.proxy.host).is_unspecified:
+        found.append(
+            f"proxy.host: {stack.proxy.host} publishes the proxy on every interface of the host; keep 127.0.0.1 "
+            "behind a reverse proxy or firewall unless the network is trusted"
+        )
+    if stack.proxy.admin_ui:
+        found.append("proxy.admin_ui: LiteLLM's admin UI accepts the master key as a password; expose it with care")
+    images = {"images.vllm": stack.images.vllm, "images.litellm": stack.images.litellm}
+    images.update({f"models[{i}].image": m.image for i, m in enumerate(stack.models) if m.image})
+    for where, image in images.items():
+        name = image.split("@", 1)[0].rsplit("/", 1)[-1]
+        if "@" not in image and (":" not in name or name.endswith(":latest")):
+            found.append(
+                f"{where}: {image} is not pinned (no tag, or :latest): a pull can change what runs; pin a release "
+                "tag or a digest"
+            )
+    return found
 
 
 def model_image(stack: StackSpec, model: ModelSpec, *, elastic: bool) -> str:

@@ -289,3 +289,49 @@ def test_env_refuses_rendered_keys_and_secrets(tmp_path: Path, env: str, message
     assert result.stderr.startswith("error: s.yaml:4:") and "models[0].env: " in result.stderr, result.stderr
     assert message in result.stderr, result.stderr
     assert not (tmp_path / "compose").exists()
+
+
+# Issue 21 item 12: risky choices are refused or told, each with the reason.
+def test_a_runtime_folder_that_holds_the_project_is_refused(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    for folder in (".", "./"):
+        write(tmp_path / "s.yaml", model(f"runtime_loras: {{dir: '{folder}'}}"))
+        result = run_cli(["render", "s.yaml"], tmp_path)
+        assert result.code == 1
+        assert result.stderr.startswith("error: s.yaml:4:"), result.stderr
+        assert f"models[0].runtime_loras.dir: {folder} holds the stack file (and the rendered compose/" in result.stderr
+    assert not (tmp_path / "compose").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "warning"),
+    [
+        (stack("proxy: {host: 0.0.0.0}\n"), "warning: proxy.host: 0.0.0.0 publishes the proxy on every interface"),
+        (stack("proxy: {host: '::'}\n"), "warning: proxy.host: :: publishes the proxy on every interface"),
+        (stack("images: {vllm: 'vllm/vllm-openai:latest'}\n"), "warning: images.vllm: vllm/vllm-openai:latest is not "
+         "pinned (no tag, or :latest)"),
+        (model("image: registry:5000/vllm"), "warning: models[0].image: registry:5000/vllm is not pinned"),
+        (stack("proxy: {admin_ui: true}\n"), "warning: proxy.admin_ui: LiteLLM's admin UI accepts the master key"),
+    ],
+)  # fmt: skip
+def test_risky_choices_are_told_and_still_rendered(tmp_path: Path, text: str, warning: str) -> None:
+    write(tmp_path / "s.yaml", text)
+    for command in ("render", "plan"):
+        result = run_cli([command, "s.yaml"], tmp_path)
+        assert result.code == 0, result.stderr
+        assert warning in result.stderr, (command, result.stderr)
+
+
+def test_pinned_images_and_loopback_tell_nothing(tmp_path: Path) -> None:
+    write(tmp_path / "s.yaml", model("image: 'vllm/vllm-openai@sha256:" + "a" * 64 + "'"))
+    assert run_cli(["render", "s.yaml"], tmp_path).stderr == ""
+
+
+def test_litellm_admin_ui_is_off_unless_asked(tmp_path: Path) -> None:
+    for admin_ui, present in ((None, True), ("true", False)):
+        text = stack(f"proxy: {{admin_ui: {admin_ui}}}\n") if admin_ui else GOOD
+        stack_spec_path = write(tmp_path / "s.yaml", text)
+        loaded = load_stack(stack_spec_path)
+        compose = yaml.safe_load(render(loaded, plan_stack(loaded), "../s.yaml")["docker-compose.yml"])
+        env = compose["services"]["litellm"]["environment"]
+        assert (env.get("DISABLE_ADMIN_UI") == "True") is present

@@ -6,9 +6,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from gpustack_compose.console import Output
 from gpustack_compose.contract import K8S_DIR, KUSTOMIZATION
 from gpustack_compose.loaded import Loaded
 from gpustack_compose.render import render
+from gpustack_compose.spec import risky_choices
 from gpustack_compose.writer import FileState, compare, write
 
 if TYPE_CHECKING:
@@ -80,3 +82,9 @@ def rendering(loaded: Loaded, out_dir: Path) -> Rendering:
         override=lambda options: override(loaded.stack, loaded.plan, options),
         differences=lambda options: differences(loaded.stack, loaded.plan, options),
     )
+
+
+def warn_risky(loaded: Loaded, output: Output) -> None:
+    """What the stack may ask for but is told about (spec.risky_choices)."""
+    for line in risky_choices(loaded.stack):
+        output.warn(line)

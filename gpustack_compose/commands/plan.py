@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.table import Table
 
-from gpustack_compose.commands.common import source_label
+from gpustack_compose.commands.common import source_label, warn_risky
 from gpustack_compose.console import Output
 from gpustack_compose.loaded import load_and_plan
 from gpustack_compose.planner import GpuPlan, ModelPlan, Plan
@@ -124,6 +124,7 @@ def chain_lines(plan: Plan) -> list[str]:
 
 def run(*, stack_path: Path, as_json: bool, output: Output, svg: Path | None = None) -> int:
     loaded = load_and_plan(stack_path)
+    warn_risky(loaded, output)
     if svg is not None and str(svg) != "-":
         write(svg.parent, {svg.name: render_svg(loaded.plan, source_label(stack_path, svg.parent))})
     if as_json:

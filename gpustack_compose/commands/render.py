@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from gpustack_compose.commands.common import RenderTarget, output_dir, write_rendered
+from gpustack_compose.commands.common import RenderTarget, output_dir, warn_risky, write_rendered
 from gpustack_compose.console import Output
 from gpustack_compose.contract import K8S_DIR
 from gpustack_compose.loaded import load_and_plan
@@ -33,6 +33,7 @@ def summary(out_dir: Path, states: list[FileState]) -> str:
 
 def run(*, stack_path: Path, out: Path | None, output: Output, target: RenderTarget = "auto") -> int:
     loaded = load_and_plan(stack_path)
+    warn_risky(loaded, output)
     out_dir = output_dir(loaded, out)
     states = write_rendered(loaded, out_dir, target)
     for state in states:
