@@ -91,7 +91,10 @@ def check_adapters(stack: StackSpec, stack_file: Path) -> None:
 
 
 def _folder(stack_dir: Path, relative: str, root: Path, field: tuple[str | int, ...]) -> Path:
-    folder = (stack_dir / relative).resolve()
+    try:
+        folder = (stack_dir / relative).resolve()
+    except (RuntimeError, OSError):  # Path.resolve: "Symlink loop from ..."
+        raise StackRuleError(field, f"{relative} is a loop of symbolic links") from None
     if not _inside(folder, root):
         raise StackRuleError(
             field, f"{relative} leads outside the project folder {root.name}/ (adapters must live in it)"

@@ -63,6 +63,19 @@ class _Builder:
         mark = node.start_mark
         return SpecError(message, where=f"{self.source}:{mark.line + 1}:{mark.column + 1}")
 
+    def _scalar(self, node: yaml.Node, path: Path_) -> Any:
+        """A key or scalar value. PyYAML raises ValueError for what it cannot
+        convert (an integer of more than 4,300 digits, a malformed timestamp)."""
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except ValueError as exc:
+            text = str(getattr(node, "value", ""))
+            if text.lstrip("+-").isdigit():
+                what = f"an integer of {len(text)} digits is too large to read"
+            else:
+                what = f"{_excerpt(repr(text))} cannot be read ({_excerpt(_one_line(str(exc)))})"
+            raise self.fail(node, f"{format_path(path) or 'value'}: {what}") from None
+
     def build(self, node: yaml.Node, path: Path_) -> Any:
         self.nodes += 1
         if self.nodes > MAX_NODES:
@@ -71,22 +84,34 @@ class _Builder:
             raise self.fail(node, f"values are nested more than {MAX_DEPTH} levels deep")
         self.marks[path] = Mark(node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.MappingNode):
-            self.loader.flatten_mapping(node)  # resolves `<<` merge keys
+            own = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
+            # `<<` merge keys (YAML 1.1): PyYAML puts the merged pairs first, in
+            # the order that makes the last one win; the mapping's own keys
+            # come after them and override them. Only its own keys may not repeat.
+            self.loader.flatten_mapping(node)
+            merged = len(node.value) - own
             result: dict[str | int, Any] = {}
-            for key_node, value_node in node.value:
-                key = self.loader.construct_object(key_node, deep=True)
+            own_keys: set[object] = set()
+            for position, (key_node, value_node) in enumerate(node.value):
                 where = format_path(path) or "the top level"
+                if not isinstance(key_node, yaml.ScalarNode):
+                    # never built: an alias bomb in a key expands without bound
+                    kind = "mapping" if isinstance(key_node, yaml.MappingNode) else "list"
+                    raise self.fail(key_node, f"{where}: a key is a {kind}; keys are plain strings")
+                key = self._scalar(key_node, path)
                 int_key = path in INT_KEYED and isinstance(key, int) and not isinstance(key, bool)
                 if not isinstance(key, str) and not int_key:
-                    raise self.fail(key_node, f"{where}: key {key!r} is not a string")
-                if key in result:
-                    raise self.fail(key_node, f"{format_path((*path, key))}: duplicate key {key!r}")
+                    raise self.fail(key_node, f"{where}: key {_excerpt(repr(key))} is not a string")
+                if position >= merged:
+                    if key in own_keys:
+                        raise self.fail(key_node, f"{format_path((*path, key))}: duplicate key {key!r}")
+                    own_keys.add(key)
                 self.key_marks[(*path, key)] = Mark(key_node.start_mark.line + 1, key_node.start_mark.column + 1)
                 result[key] = self.build(value_node, (*path, key))
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        value = self.loader.construct_object(node, deep=True)
+        value = self._scalar(node, path)
         if isinstance(value, str):
             surrogate = next((c for c in value if 0xD800 <= ord(c) <= 0xDFFF), None)
             if surrogate is not None:
@@ -98,9 +123,23 @@ class _Builder:
         return value
 
 
+def _excerpt(text: str, limit: int = 60) -> str:
+    """A message quotes at most a short excerpt of the input."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def parse_yaml(text: str, source: str) -> LoadedYaml:
     """YAML text -> plain data plus positions. Raises SpecError."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise SpecError(
+            f"contains the control character U+{exc.character:04X}, which YAML does not allow; remove it "
+            "(or write it escaped inside double quotes)",
+            where=f"{source}:{line}:{column}",
+        ) from None
     try:
         try:
             node = loader.get_single_node()

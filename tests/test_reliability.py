@@ -161,6 +161,20 @@ CORPUS += [
 ]
 
 
+# Issue 21 items 1, 8 and 10: an alias bomb in a key, characters and numbers
+# PyYAML cannot read, a symlink loop, and YAML 1.1 merge keys.
+KEY_ANCHORS = [f"&{c} [{', '.join(['*' + p] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi", strict=True)]
+KEY_BOMB = "? [" + ", ".join(["&a [x, x, x, x, x, x, x, x, x]", *KEY_ANCHORS]) + "]\n: 1\n"
+CORPUS += [
+    ("alias bomb inside a mapping key", KEY_BOMB, "s.yaml:1:3: the top level: a key is a list; keys are plain strings"),
+    ("a mapping as a key", "? {a: 1}\n: 1\n", "s.yaml:1:3: the top level: a key is a mapping"),
+    ("raw control byte", GOOD.replace("name: a,", "name: a\x01,"),
+     "s.yaml:4:13: contains the control character U+0001"),
+    ("5,000-digit integer", model("max_num_seqs: " + "9" * 5000),
+     "models[0].max_num_seqs: an integer of 5000 digits is too large to read"),
+]  # fmt: skip
+
+
 def test_the_corpus_is_large_and_distinct() -> None:
     assert len(CORPUS) >= 60
     assert len({text for _, text, _ in CORPUS}) == len(CORPUS)
@@ -335,3 +349,29 @@ def test_litellm_admin_ui_is_off_unless_asked(tmp_path: Path) -> None:
         compose = yaml.safe_load(render(loaded, plan_stack(loaded), "../s.yaml")["docker-compose.yml"])
         env = compose["services"]["litellm"]["environment"]
         assert (env.get("DISABLE_ADMIN_UI") == "True") is present
+
+
+def test_merge_keys_merge_and_the_mapping_own_keys_win(tmp_path: Path) -> None:
+    write(tmp_path / "s.yaml", (
+        f"name: s\n{GPU}models:\n"
+        "  - &base {name: a, model: Qwen/Qwen3-8B, memory: 0.3, max_model_len: 8192}\n"
+        "  - <<: *base\n    name: b\n    memory: 0.4\n"
+    ))  # fmt: skip
+    stack_spec = load_stack(tmp_path / "s.yaml")
+    assert [(m.name, m.model, m.memory.fraction) for m in stack_spec.models] == [
+        ("a", "Qwen/Qwen3-8B", 0.3),
+        ("b", "Qwen/Qwen3-8B", 0.4),
+    ]
+    write(tmp_path / "d.yaml", f"name: s\n{GPU}name: t\n")
+    result = run_cli(["plan", "d.yaml"], tmp_path)
+    assert (result.code, result.stderr) == (1, "error: d.yaml:3:1: name: duplicate key 'name'\n")
+
+
+def test_a_symlink_loop_in_an_adapter_path_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "loop1").symlink_to("loop2")
+    (tmp_path / "loop2").symlink_to("loop1")
+    write(tmp_path / "s.yaml", model("loras: [{name: x, path: ./loop1}]"))
+    result = run_cli(["render", "s.yaml"], tmp_path)
+    assert result.code == 1
+    assert result.stderr.endswith("models[0].loras[0].path: ./loop1 is a loop of symbolic links\n"), result.stderr
