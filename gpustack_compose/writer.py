@@ -9,11 +9,12 @@ the previous output untouched; the rename phase is a handful of syscalls.
 from __future__ import annotations
 
 import difflib
+import fcntl
 import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from gpustack_compose.errors import OutputError
@@ -32,11 +33,26 @@ class FileState:
     new: bytes
 
 
+def _refuse_links(out_dir: Path, rel: str) -> None:
+    """Never follow a symbolic link below the output folder: a committed link
+    would make ``check`` print, and ``render`` write or delete, what it points
+    to (``/proc/self/environ``, a folder outside the repository)."""
+    current = out_dir
+    for part in PurePosixPath(rel).parts:
+        current = current / part
+        if current.is_symlink():
+            raise OutputError(
+                f"{current}: is a symbolic link; gpustack-compose never follows links below the output folder: "
+                "replace it with the file or folder itself"
+            )
+
+
 def compare(out_dir: Path, files: Mapping[str, str], owned: tuple[str, ...] = ()) -> list[FileState]:
     """Each rendered file against what is on disk; plus, in the ``owned``
     folders, every generated file the render no longer produces ("delete")."""
     states = []
     for rel in sorted(files):
+        _refuse_links(out_dir, rel)
         new = files[rel].encode("utf-8")
         target = out_dir / rel
         try:
@@ -50,9 +66,11 @@ def compare(out_dir: Path, files: Mapping[str, str], owned: tuple[str, ...] = ()
         status: Status = "create" if old is None else ("identical" if old == new else "update")
         states.append(FileState(rel, status, old, new))
     for folder in owned:
+        _refuse_links(out_dir, folder)
         for leftover in sorted((out_dir / folder).glob("*.yaml")):
             rel = f"{folder}/{leftover.name}"
-            if rel in files or not leftover.is_file():
+            # only a regular file we wrote is ever deleted; a link is not ours
+            if rel in files or leftover.is_symlink() or not leftover.is_file():
                 continue
             try:
                 old = leftover.read_bytes()
@@ -66,7 +84,22 @@ def compare(out_dir: Path, files: Mapping[str, str], owned: tuple[str, ...] = ()
 def write(out_dir: Path, files: Mapping[str, str], owned: tuple[str, ...] = ()) -> list[FileState]:
     """Bring ``out_dir`` to ``files``; returns what happened to each file.
     Generated files the render no longer produces in ``owned`` folders are
-    deleted last, once every new file is in place."""
+    deleted last, once every new file is in place. Two renders into one
+    folder take turns (an exclusive lock on the folder): the second sees the
+    first's result, and neither deletes the other's temporary files."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        folder = os.open(out_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise OutputError(f"{out_dir}: cannot write the rendered files: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        return _write_locked(out_dir, files, owned)
+    finally:
+        os.close(folder)  # releases the lock
+
+
+def _write_locked(out_dir: Path, files: Mapping[str, str], owned: tuple[str, ...]) -> list[FileState]:
     states = compare(out_dir, files, owned)
     changed = [s for s in states if s.status in ("create", "update")]
     _remove_stale_temps(out_dir, files)
