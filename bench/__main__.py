@@ -5,12 +5,13 @@ from __future__ import annotations
 import sys
 import time
 
-from bench import boot, gates, generator, proxy, recycling
+from bench import adapters, boot, gates, generator, proxy, recycling
 from bench.common import write_results
 
 # Cheapest first; `python -m bench NAME` re-runs one and keeps the others' results.
 BENCHMARKS = {
     "generator": generator.run,
+    "adapters": adapters.run,
     "gates": gates.run,
     "proxy": proxy.run,
     "recycling": recycling.run,
