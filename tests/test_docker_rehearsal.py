@@ -170,7 +170,7 @@ def test_gpu_ledger_refuses_an_oversubscribed_split_like_vllm(workdir: Path) -> 
     assert plan.code == 1 and "the fractions sum to 1.1" in plan.stderr  # the planner says no
     result = run_module(["rehearse", "s.yaml", "--load-s", "1", "--unsafe-skip-fit-check"], workdir)
     assert result.code == 4, result.stderr
-    assert "warning: plan check skipped (--unsafe-skip-fit-check): GPU 0 (H100-80GB" in result.stderr
+    assert "warning: plan check skipped (--unsafe-skip-fit-check): gpus[0]: GPU 0 (H100-80GB" in result.stderr
     # a holds its planned resident: 27.62 weights + 18.75 KV + 1.2 overhead = 47.57 GiB, so b finds
     # 79.18 - 0.52 reserve - 47.57 = 31.09 GiB free (real vLLM found 31.29 on the H100, exp. 3a).
     assert (
