@@ -406,6 +406,7 @@ def test_render_check_and_prune(tmp_path: Path) -> None:
             "a-hf-cache-pvc.yaml",
             "a-service.yaml",
             f"{WAIT_CONFIGMAP}-configmap.yaml",
+            "gsc-models-ingress-networkpolicy.yaml",
             "kustomization.yaml",
             "litellm-config-configmap.yaml",
             "litellm-deployment.yaml",
@@ -548,3 +549,26 @@ def test_a_dollar_paren_in_args_and_env_stays_literal_for_the_kubelet() -> None:
     env = {e["name"]: kubelet_expand(e["value"], secret) for e in container["env"] if "value" in e}
     assert env["NOTE"] == "a $(HF_TOKEN) b $$ c"
     assert "hf_secret" not in files[f"{K8S_DIR}/a-deployment.yaml"]
+
+
+def test_pods_are_hardened_and_only_the_stack_reaches_its_models() -> None:
+    """Issue 21 item 11: seccomp, no capabilities, no service-account token,
+    the wait script as nobody, and a NetworkPolicy in front of the models."""
+    _, k8s = both_targets(GOLDEN / "two-gpus" / "stack.yaml")
+    objects = manifests(k8s)
+    for deployment in by_kind(objects, "Deployment").values():
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
+        for container in pod["containers"] + pod.get("initContainers", []):
+            context = container["securityContext"]
+            assert context["capabilities"] == {"drop": ["ALL"]} and context["allowPrivilegeEscalation"] is False
+        for init in pod.get("initContainers", []):
+            assert init["securityContext"]["runAsNonRoot"] is True and init["securityContext"]["runAsUser"] == 65534
+    (policy,) = by_kind(objects, "NetworkPolicy").values()
+    assert policy["spec"]["podSelector"]["matchLabels"]["gpustack-compose.role"] == "model"
+    sources = [
+        peer["podSelector"]["matchLabels"]["gpustack-compose.role"] for peer in policy["spec"]["ingress"][0]["from"]
+    ]
+    assert sources == ["proxy", "model"]
+    assert policy["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8000}]

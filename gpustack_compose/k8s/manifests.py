@@ -41,6 +41,9 @@ WAIT_CONFIGMAP = "gsc-wait-for-health"
 WAIT_SCRIPT = "wait_for_health.py"
 WAIT_MOUNT = "/gsc"
 LITELLM_CONFIGMAP = "litellm-config"
+MODELS_NETWORK_POLICY = "gsc-models-ingress"
+# The wait script needs python3 and the network only: it runs as nobody.
+WAIT_USER = 65534
 MANAGED_BY = "gpustack-compose"
 # HAMi packs pods onto the card that already holds the most (``binpack``), so
 # the models of one planned GPU stay together when no UUID pins them.
@@ -215,6 +218,10 @@ def render_kubernetes(stack: StackSpec, plan: Plan, source: str) -> dict[str, st
         "probe_timeout_s": healthcheck.TIMEOUT_S,
         "probe_failures": healthcheck.RETRIES,
         "hami": stack.kubernetes.gpu_sharing == "hami",
+        "policy_name": MODELS_NETWORK_POLICY,
+        "managed_by": MANAGED_BY,
+        # What the wait script runs as: any image's numeric nobody, no root.
+        "wait_user": WAIT_USER,
     }
     files: dict[str, tuple[str, dict[str, Any]]] = {
         _file("configmap", WAIT_CONFIGMAP): ("wait-configmap.yaml.j2", {}),
@@ -225,6 +232,7 @@ def render_kubernetes(stack: StackSpec, plan: Plan, source: str) -> dict[str, st
             files[_file("pvc", pod["hf_claim"])] = ("hf-cache-pvc.yaml.j2", {"pod": pod})
         files[_file("service", pod["name"])] = ("model-service.yaml.j2", {"pod": pod})
         files[_file("deployment", pod["name"])] = ("model-deployment.yaml.j2", {"pod": pod})
+    files[_file("networkpolicy", MODELS_NETWORK_POLICY)] = ("model-networkpolicy.yaml.j2", {})
     files[_file("service", PROXY_SERVICE)] = ("proxy-service.yaml.j2", {})
     files[_file("deployment", PROXY_SERVICE)] = ("proxy-deployment.yaml.j2", {})
     out = {
