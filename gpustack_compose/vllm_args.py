@@ -14,7 +14,6 @@ import posixpath
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from gpustack_compose import versions
 from gpustack_compose import vllm_flags as flags
 from gpustack_compose.contract import ADAPTER_ROOT, MODEL_PORT, RUNTIME_ADAPTERS, RUNTIME_LORA_ENV
 from gpustack_compose.planner import ModelPlan
@@ -147,8 +146,8 @@ def cpu_adaptation(args: list[str], cpu_flags: frozenset[str]) -> CpuAdaptation:
     while i < len(args):
         arg = args[i]
         spelled = flag_name(arg)
-        # compared by the long name, whichever spelling the list uses (-q, -tp, -pp)
-        flag = _long_name(spelled) if spelled is not None else None
+        # compared by the long name, whichever spelling the list uses (-q, -tp, a prefix)
+        flag = next(iter(flags.readings(spelled)), spelled) if spelled is not None else None
         inline = "=" in arg
         value = arg.split("=", 1)[1] if inline else (args[i + 1] if i + 1 < len(args) else "")
         width = 1 if inline else 2
@@ -169,12 +168,3 @@ def cpu_adaptation(args: list[str], cpu_flags: frozenset[str]) -> CpuAdaptation:
             continue
         i += width
     return CpuAdaptation(out, differences)
-
-
-def _long_name(flag: str) -> str:
-    """A short spelling's long flag, in any inventoried release."""
-    for release in versions.INVENTORIED_VLLM:
-        found = flags.inventory(release)
-        if found is not None and flag in found.aliases:
-            return found.aliases[flag]
-    return flag

@@ -124,17 +124,22 @@ def inventory(release: str = versions.VLLM) -> Inventory | None:
     )
 
 
+def readings(flag: str, known: Inventory | None = None) -> list[str]:
+    """The long flags vLLM reads ``flag`` as (an alias, an unambiguous
+    prefix, or itself): in ``known``'s parser, or -- for an image without an
+    inventory -- in each inventoried release's."""
+    candidates = [known] if known is not None else [inventory(r) for r in versions.INVENTORIED_VLLM]
+    found = (c.resolve(flag) for c in candidates if c is not None)
+    return [long for long in found if long is not None]
+
+
 def managed(flag: str, known: Inventory | None) -> tuple[str, str] | None:
     """``(long flag, stack field)`` when vLLM would read ``flag`` as a flag
-    gpustack-compose sets itself: in any spelling ``known``'s parser accepts
-    (alias, prefix), or -- for an image without an inventory -- any spelling
-    of an inventoried release."""
-    candidates = [known] if known is not None else [inventory(r) for r in versions.INVENTORIED_VLLM]
-    for found in candidates:
-        long = found.resolve(flag) if found is not None else None
+    gpustack-compose sets itself, in any spelling a release accepts."""
+    for long in [*readings(flag, known), flag]:
         if long in _MANAGED:
             return long, _MANAGED[long]
-    return (flag, _MANAGED[flag]) if flag in _MANAGED else None
+    return None
 
 
 def flag_name(arg: str) -> str | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gpustack_compose.simulator.args import parse
+from gpustack_compose.simulator.args import UnrecognizedArguments, parse
 from gpustack_compose.simulator.ledger import Cards, GiB, Gpu, Ledger
 
 
@@ -279,3 +279,21 @@ def test_exact_kv_servers_booted_together_are_immune(tmp_path: Path) -> None:
     for name, (_, out) in results.items():
         assert "as specified by kv_cache_memory_bytes config and skipped memory profiling" in out, name
         assert "Starting vLLM API server" in out
+
+
+def test_the_simulator_reads_flags_as_vllm_does_prefixes_and_aliases_included() -> None:
+    """The spec lets through a prefix of a flag gpustack-compose does not set
+    (vLLM's parser accepts it); the simulator must take it too."""
+    parsed = parse(["m", "--served-model-name", "m", "--enable-prefix-cach", "-q", "awq", "--max-model-len=512"])
+    assert parsed.extra.get("enable_prefix_caching") is True and parsed.extra.get("quantization") == "awq"
+    assert parsed.max_model_len == 512
+    with pytest.raises(UnrecognizedArguments, match="unrecognized arguments: --max-num"):
+        parse(["m", "--max-num", "4"])  # a prefix of several flags: vLLM refuses it too
+
+
+def test_the_cpu_adaptation_reads_a_prefix_as_its_flag() -> None:
+    from gpustack_compose.vllm_args import cpu_adaptation
+
+    adapted = cpu_adaptation(["m", "--tensor-parallel", "2", "--max-num-seqs", "8"], frozenset())
+    assert adapted.args == ["m", "--max-num-seqs", "8"]
+    assert adapted.differences == ["dropped --tensor-parallel 2: one CPU process stands in for 2 GPUs"]

@@ -48,17 +48,18 @@ class ServeArgs:
 
 
 def _normalise(argv: list[str], known: Inventory) -> list[str]:
-    """vLLM accepts --max_model_len for --max-model-len and --flag=value."""
+    """vLLM accepts --max_model_len for --max-model-len, --flag=value, short
+    aliases and unambiguous prefixes (its parser's allow_abbrev)."""
     out: list[str] = []
     for arg in argv:
         if arg.startswith("--"):
             name, eq, value = arg.partition("=")
             name = "--" + name[2:].replace("_", "-")
+            # a prefix vLLM's parser takes (allow_abbrev) is the flag it names
+            name = known.resolve(name) or name
             out += [name, value] if eq else [name]
-        elif arg in known.aliases:
-            out.append(known.aliases[arg])
         else:
-            out.append(arg)
+            out.append(known.resolve(arg) or arg)  # -q, -tp: the long flag; values stay
     return out
 
 
