@@ -37,7 +37,7 @@ def load_time(repo: str, measured: float | None) -> float:
 
     found = find_model(repo)
     assert found is not None
-    return COLD_BOOT_BASE_S + COLD_BOOT_S_PER_WEIGHT_GIB * weights_bytes(found[0].arch, 2, None) / GiB
+    return COLD_BOOT_BASE_S + COLD_BOOT_S_PER_WEIGHT_GIB * weights_bytes(found[0].facts, 2, None) / GiB
 
 
 def stack_file(work: Path, count: int, boot: str) -> tuple[Path, float]:

@@ -173,6 +173,30 @@ def plan(stack: Path, as_json: bool, svg: Path | None) -> None:
 
 
 @main.command()
+@STACK
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Do not ask the Hub: directories, the Hugging Face cache, then the catalog (also HF_HUB_OFFLINE=1).",
+)
+def lock(stack: Path, offline: bool) -> None:
+    """Resolve every model once and write STACK's lock file (stacks/x.yaml -> stacks/x.lock).
+
+    Reads each model's config.json and safetensors headers -- never the weights -- from its
+    directory, the Hugging Face cache, or the Hub (HF_TOKEN for gated repos). render, plan and
+    check then read the stack and its lock only; commit both.
+
+    \b
+    Example:
+      gpustack-compose lock stacks/h100-idp.yaml
+      HF_HUB_OFFLINE=1 gpustack-compose lock stacks/local.yaml
+    """
+    from gpustack_compose.commands import lock as lock_cmd
+
+    _guard(lambda output: lock_cmd.run(stack_path=stack, offline=offline, output=output))
+
+
+@main.command()
 @click.argument("stacks", nargs=-1, type=click.Path(path_type=Path, dir_okay=True, exists=False))
 @OUT
 @TARGET

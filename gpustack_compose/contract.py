@@ -43,6 +43,10 @@ KVCACHED_ENV = ("ENABLE_KVCACHED", "KVCACHED_AUTOPATCH", "KVCACHED_IPC_NAME", "K
 RENDERED_ENV = frozenset({HF_TOKEN_ENV, HF_HOME_ENV, *RUNTIME_LORA_ENV, *KVCACHED_ENV})
 # HF_HOME in every model container: the official vLLM image's cache path.
 HF_CACHE = "/root/.cache/huggingface"
+# huggingface_hub keeps repos under HF_HOME/hub (its HF_HUB_CACHE default).
+HF_HUB_SUBDIR = "hub"
+# Where a model directory of the host is mounted in its container: /models/<name>.
+MODEL_MOUNT_ROOT = "/models"
 
 # --- paths inside a model container ------------------------------------------
 ADAPTER_ROOT = "/adapters"

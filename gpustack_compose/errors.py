@@ -17,6 +17,9 @@ else in the package prints errors or calls ``sys.exit``.
      +-- ArgumentError    (1)     an argument names what is not there, or
      |                            asks for what cannot be done
      +-- OutputError      (1)     the output folder cannot be read or written
+     +-- ModelFileError   (1)     a model's config.json, safetensors header or
+                                  the stack's lock file is unreadable or wrong
+                                  (also a ValueError)
 
 Exit code 2 (command-line usage) comes from click itself.
 
@@ -133,6 +136,11 @@ class ArgumentError(GscError):
 
 class OutputError(GscError):
     """The output folder (or a file in it) cannot be read or written."""
+
+
+class ModelFileError(GscError, ValueError):
+    """A model file (config.json, a safetensors header, the lock) cannot be
+    read, or says what cannot be; ``where`` names the file."""
 
 
 def is_missing_dependency(exc: ModuleNotFoundError) -> bool:

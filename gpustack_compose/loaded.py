@@ -14,6 +14,8 @@ from pathlib import Path
 
 from gpustack_compose.errors import GscError
 from gpustack_compose.loader import Locator, load_stack_located
+from gpustack_compose.model_facts.lock import lock_path, read_lock
+from gpustack_compose.model_facts.record import ModelEntry
 from gpustack_compose.planner import Plan, plan_stack
 from gpustack_compose.spec import StackSpec
 
@@ -25,15 +27,23 @@ class Loaded:
     stack_path: Path
     stack: StackSpec
     plan: Plan
+    # The lock file's entries by model: value; None when there is no lock file.
+    locked: dict[str, ModelEntry] | None = None
+
+
+def load_with_lock(stack_path: Path) -> tuple[StackSpec, dict[str, ModelEntry] | None]:
+    """The stack and its lock file's entries (None: no lock file)."""
+    stack, locator = load_stack_located(stack_path)
+    _LOCATOR.set(locator)
+    return stack, read_lock(lock_path(stack_path))
 
 
 def load_and_plan(stack_path: Path, *, enforce: bool = True) -> Loaded:
     """Raises SpecError / PlanError (exit 1) before anything is written.
     ``enforce`` off records the plan's violations instead (rehearsing a split
     the planner refuses)."""
-    stack, locator = load_stack_located(stack_path)
-    _LOCATOR.set(locator)
-    return Loaded(stack_path, stack, plan_stack(stack, enforce=enforce))
+    stack, locked = load_with_lock(stack_path)
+    return Loaded(stack_path, stack, plan_stack(stack, locked=locked, enforce=enforce), locked)
 
 
 def forget_locations() -> None:

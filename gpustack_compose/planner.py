@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gpustack_compose import calibration as cal
 from gpustack_compose import versions
-from gpustack_compose.catalog import ModelArch, find_gpu, find_model
+from gpustack_compose.catalog import find_gpu, find_model
 from gpustack_compose.contract import service_name
 from gpustack_compose.errors import PlanError
+from gpustack_compose.model_facts import architectures
+from gpustack_compose.model_facts import params as shapes
+from gpustack_compose.model_facts.record import ModelEntry, ModelFacts
 from gpustack_compose.placement import Card, Demand, place
 from gpustack_compose.spec import BootMode, GpuSpec, MemoryMode, ModelSpec, StackSpec, gpu_path, model_gpus
 from gpustack_compose.units import GiB, ceil_to, floor_to, fmt_fraction, fmt_gib, gib
@@ -95,6 +98,13 @@ class ModelPlan:
     family: str
     params: int
     notes: tuple[str, ...] = ()
+    # Where the facts and the weights figure came from, and how they were
+    # counted (PLAN.md's model table).
+    architecture: str = ""
+    facts_source: str = "catalog"
+    revision: str | None = None  # the Hub commit vLLM loads (--revision)
+    weights_source: str = "computed"
+    facts_notes: tuple[str, ...] = ()
     # Elastic GPUs (kvcached): kv_bytes is the guaranteed KV (kv_min); the
     # model may borrow up to kv_max_bytes from the GPU's shared pool.
     elastic: bool = False
@@ -198,7 +208,11 @@ class _Need:
 
     spec: ModelSpec
     stack_index: int
-    arch: ModelArch
+    arch: ModelFacts
+    facts_source: str
+    revision: str | None
+    weights_source: str
+    facts_notes: tuple[str, ...]
     quantization: str | None
     tensor_parallel: int
     max_model_len: int
@@ -250,52 +264,113 @@ def model_path(need: _Need, *field: str) -> tuple[str | int, ...]:
     return ("models", need.stack_index, *field)
 
 
-def arch_of(model: ModelSpec) -> tuple[ModelArch, str | None]:
-    """Architecture facts from the arch: block, else the catalog (checked in spec)."""
+# Where a model's facts came from, as PLAN.md names it.
+FACTS_SOURCES = {
+    "hub": "the Hub (lock)",
+    "directory": "its directory (lock)",
+    "hf-cache": "the Hugging Face cache (lock)",
+    "catalog": "the built-in catalog",
+}
+
+
+def facts_of(model: ModelSpec, locked: Mapping[str, ModelEntry]) -> tuple[ModelFacts, str, str | None, str | None]:
+    """A model's facts, where they came from, the quantization its name
+    implies and the Hub commit to serve: the stack's arch: block, else its
+    lock entry, else the catalog."""
     if model.arch is not None:
-        a = model.arch
-        heads = max(1, a.hidden_size // a.head_dim)
-        return (
-            ModelArch(
-                hidden_size=a.hidden_size,
-                intermediate_size=a.intermediate_size,
-                num_layers=a.num_layers,
-                num_attention_heads=heads,
-                num_kv_heads=a.num_kv_heads,
-                head_dim=a.head_dim,
-                vocab_size=a.vocab_size,
-                context_length=a.context_length,
-                dtype=a.dtype,
-                params_override=round(a.params_b * 1e9),
-            ),
-            None,
-        )
+        return model.arch, "the stack's arch: block", None, model.revision
+    entry = locked.get(model.model)
+    if entry is not None:
+        if entry.source in ("hub", "hf-cache") and entry.ref != model.revision:
+            raise PlanError(
+                f"the lock file was written for revision {entry.ref or 'main'!r}, the stack asks for "
+                f"{model.revision or 'main'!r}",
+                path=("models", -1, "revision"),
+                hint="run `python -m gpustack_compose lock` on the stack file again",
+            )
+        pinned = entry.revision if entry.source in ("hub", "hf-cache") else model.revision
+        return entry.facts, FACTS_SOURCES[entry.source], None, pinned
     found = find_model(model.model)
-    if found is None:  # spec.check_stack rejects this first
-        raise PlanError(f"{model.model!r} is not in the model catalog; add an arch: block", path=("models",))
+    if found is None:
+        raise PlanError(
+            f"{model.model!r} is neither in the model catalog nor in the stack's lock file",
+            path=("models", -1, "model"),
+            hint="run `python -m gpustack_compose lock` on the stack file (it reads config.json and the safetensors "
+            "headers from the directory, the Hugging Face cache or the Hub), or describe the model in an arch: block",
+        )
     entry, implied_quantization = found
-    return entry.arch, implied_quantization
+    return entry.facts, FACTS_SOURCES["catalog"], implied_quantization, model.revision
 
 
-def weights_bytes(arch: ModelArch, dtype_bytes: int, quantization: str | None, tensor_parallel: int = 1) -> int:
+def weights_bytes(arch: ModelFacts, dtype_bytes: int, quantization: str | None, tensor_parallel: int = 1) -> int:
     """Weights as vLLM's "Model loading took" reports them, per card.
 
-    Quantized checkpoints keep embeddings, LM head and vision tower in 16 bits.
-    Tensor parallelism shards every linear layer, the vocabulary embedding and
-    the LM head (vLLM's Column/RowParallelLinear, VocabParallelEmbedding), so a
-    card holds 1/tp of them; norms are replicated but negligible."""
-    if quantization is None:
-        full = arch.params * dtype_bytes
-    else:
-        kept = arch.embedding_params + (arch.vision.params if arch.vision else 0)
-        quantized = max(0, arch.params - kept)
-        bits = QUANTIZED_WEIGHT_BITS[quantization]
-        full = math.ceil(quantized * bits / 8) + kept * 2
+    The checkpoint's own safetensors bytes when the lock has them (unless
+    the stack asks for a wider dtype than the checkpoint's); else from the
+    shapes: quantized layers at their bits per weight, embeddings, LM head and
+    vision tower in 16 bits (model_facts.params). Tensor parallelism shards
+    every linear layer, the vocabulary embedding and the LM head (vLLM's
+    Column/RowParallelLinear, VocabParallelEmbedding), so a card holds 1/tp of
+    them; norms are replicated but negligible."""
+    full = _checkpoint_bytes(arch, dtype_bytes, quantization)
     return math.ceil(full / tensor_parallel) + cal.WEIGHTS_LOAD_OVERHEAD
 
 
+def _checkpoint_bytes(arch: ModelFacts, dtype_bytes: int, quantization: str | None) -> int:
+    stored = arch.weights
+    if stored is not None and stored.bytes and (arch.quantization is not None or dtype_bytes <= 2):
+        return stored.bytes
+    if arch.quantization is not None:
+        q = arch.quantization
+        return shapes.computed_weights_bytes(arch, dtype_bytes, q.bits, q.scope)
+    if quantization is not None:
+        return shapes.computed_weights_bytes(arch, dtype_bytes, QUANTIZED_WEIGHT_BITS[quantization], "linear")
+    return shapes.total_params(arch) * dtype_bytes
+
+
+def weights_source(arch: ModelFacts, dtype_bytes: int) -> str:
+    stored = arch.weights
+    if stored is not None and stored.bytes and (arch.quantization is not None or dtype_bytes <= 2):
+        return f"safetensors headers ({stored.files} file{'s' if stored.files != 1 else ''}, exact)"
+    if arch.quantization is not None:
+        return f"computed: {arch.quantization.method} at {arch.quantization.bits:.3g} bits per weight"
+    return "computed from the shapes"
+
+
+def facts_notes(arch: ModelFacts, runner: str) -> tuple[str, ...]:
+    """How the planner counted what it does not model exactly."""
+    notes = []
+    if arch.sliding_layers:
+        notes.append(
+            f"{arch.sliding_layers} of {arch.num_layers} layers attend over a {arch.sliding_window}-token sliding "
+            "window: planned as full attention (vLLM gives them less KV cache, so the plan errs on the safe side)"
+        )
+    if arch.mla is not None:
+        notes.append(
+            f"multi-head latent attention: KV per token and layer is kv_lora_rank {arch.mla.kv_lora_rank} + "
+            f"qk_rope_head_dim {arch.mla.qk_rope_head_dim}, one latent replicated on every card"
+        )
+    if arch.moe is not None:
+        m = arch.moe
+        notes.append(
+            f"mixture of experts: {m.num_experts} experts of width {m.expert_intermediate_size}, "
+            f"{m.experts_per_token} per token"
+            + (f", {m.dense_layers} dense layers" if m.dense_layers else "")
+            + (f", shared width {m.shared_intermediate_size}" if m.shared_intermediate_size else "")
+        )
+    if runner == "pooling":
+        notes.append("a pooling model (embeddings or scores): no sampler; its KV cache is planned as a decoder's")
+    return tuple(notes)
+
+
 def activation_peak(
-    arch: ModelArch, tokens: int, max_num_seqs: int, act_bytes: int, eager: bool, tensor_parallel: int = 1
+    arch: ModelFacts,
+    tokens: int,
+    max_num_seqs: int,
+    act_bytes: int,
+    eager: bool,
+    tensor_parallel: int = 1,
+    sampler_rows: int | None = None,
 ) -> int:
     """Peak of vLLM's profiling run, the memory it keeps out of the KV cache.
 
@@ -307,21 +382,29 @@ def activation_peak(
     sequences. See calibration.COLD_COMPILE_EXTRA for the cold-boot term.
 
     Under tensor parallelism each card computes 1/tp of the MLP; the hidden
-    size buffers and the gathered logits are full size on every card.
+    size buffers and the gathered logits are full size on every card. A
+    mixture-of-experts layer holds, per token and chosen expert, the fused
+    gate+up output, the activation and the expert's output (vLLM's fused_moe
+    intermediate caches): experts_per_token x (3 x expert width + H).
     """
     mlp = math.ceil(3 * arch.intermediate_size / tensor_parallel)
     text = tokens * (mlp + 4 * arch.hidden_size) * act_bytes
+    if arch.moe is not None:
+        m = arch.moe
+        routed = m.experts_per_token * (math.ceil(3 * m.expert_intermediate_size / tensor_parallel) + arch.hidden_size)
+        text = max(text, tokens * (routed + 4 * arch.hidden_size) * act_bytes)
     vision = 0
     if arch.vision is not None:
         v = arch.vision
         patches = tokens * v.spatial_merge**2
         vision = patches * (math.ceil(3 * v.intermediate_size / tensor_parallel) + 4 * v.hidden_size) * act_bytes
-    sampler = max_num_seqs * arch.vocab_size * cal.SAMPLER_LOGIT_BYTES
+    rows = max_num_seqs if sampler_rows is None else sampler_rows
+    sampler = rows * arch.vocab_size * cal.SAMPLER_LOGIT_BYTES
     cold = 0 if eager else cal.COLD_COMPILE_EXTRA
     return max(text, vision) + sampler + cold
 
 
-def lora_slot_bytes(arch: ModelArch, max_loras: int, max_rank: int, dtype_bytes: int, tensor_parallel: int = 1) -> int:
+def lora_slot_bytes(arch: ModelFacts, max_loras: int, max_rank: int, dtype_bytes: int, tensor_parallel: int = 1) -> int:
     """GPU memory vLLM preallocates for LoRA slots when the server starts.
 
     Every wrapped linear layer holds A (rank x in) and B (out x rank) for each of
@@ -341,16 +424,22 @@ def lora_slot_bytes(arch: ModelArch, max_loras: int, max_rank: int, dtype_bytes:
     return arch.num_layers * per_layer * max_loras * max_rank * dtype_bytes
 
 
-def kv_bytes_per_token(arch: ModelArch, model_dtype_bytes: int, kv_cache_dtype: str, tensor_parallel: int = 1) -> int:
+def kv_bytes_per_token(arch: ModelFacts, model_dtype_bytes: int, kv_cache_dtype: str, tensor_parallel: int = 1) -> int:
     """2 (K and V) x layers x KV heads x head dim x dtype bytes (docs/facts.md, "vLLM"), per
     card: tensor parallelism gives each card kv_heads / tp heads, or one
-    replicated head when tp exceeds them (vLLM's QKVParallelLinear)."""
+    replicated head when tp exceeds them (vLLM's QKVParallelLinear).
+
+    Multi-head latent attention caches one latent of kv_lora_rank +
+    qk_rope_head_dim per token and layer, the same on every card (vLLM's
+    model_arch_config_convertor get_head_size with one KV head)."""
     dtype_bytes = KV_DTYPE_BYTES.get(kv_cache_dtype, model_dtype_bytes)
+    if arch.mla is not None:
+        return arch.num_layers * (arch.mla.kv_lora_rank + arch.mla.qk_rope_head_dim) * dtype_bytes
     heads = max(1, arch.num_kv_heads // tensor_parallel)
     return 2 * arch.num_layers * heads * arch.head_dim * dtype_bytes
 
 
-def check_tensor_parallel(arch: ModelArch, tensor_parallel: int) -> str | None:
+def check_tensor_parallel(arch: ModelFacts, tensor_parallel: int) -> str | None:
     """vLLM's own refusals for a TP size, as one message; None when it is fine."""
     if arch.num_attention_heads % tensor_parallel:
         # vLLM: "Total number of attention heads (28) must be divisible by
@@ -360,9 +449,18 @@ def check_tensor_parallel(arch: ModelArch, tensor_parallel: int) -> str | None:
             f"size ({tensor_parallel}), as vLLM requires"
         )
     kv = arch.num_kv_heads
-    if kv % tensor_parallel and tensor_parallel % kv:
+    if arch.mla is None and kv % tensor_parallel and tensor_parallel % kv:
         return f"its {kv} KV heads cannot be split over {tensor_parallel} cards (vLLM needs one to divide the other)"
     return None
+
+
+def _model_impl_transformers(model: ModelSpec) -> bool:
+    args = model.extra_args
+    return any(
+        (a == "--model-impl" and i + 1 < len(args) and args[i + 1] == "transformers")
+        or a == "--model-impl=transformers"
+        for i, a in enumerate(args)
+    )
 
 
 def _kv_mode(model: ModelSpec, image: str) -> tuple[bool, str | None]:
@@ -382,8 +480,22 @@ def _kv_mode(model: ModelSpec, image: str) -> tuple[bool, str | None]:
     return True, None
 
 
-def _resolve(model: ModelSpec, stack_index: int, image: str) -> _Need:
-    arch, implied_quantization = arch_of(model)
+def _resolve(model: ModelSpec, stack_index: int, image: str, locked: Mapping[str, ModelEntry]) -> _Need:
+    try:
+        arch, facts_source, implied_quantization, revision = facts_of(model, locked)
+    except PlanError as exc:
+        raise PlanError(exc.detail, path=("models", stack_index, exc.path[-1]), hint=exc.hint) from None
+    release = versions.image_vllm_release(image)
+    registry = architectures.registry(release) if release else architectures.registry()
+    remote = model.trust_remote_code if model.trust_remote_code is not None else arch.trust_remote_code
+    refusal = registry.refusal(arch.architecture) if registry is not None and not remote else None
+    if refusal and not _model_impl_transformers(model):
+        raise PlanError(
+            f"{model.model}: {refusal}",
+            path=("models", stack_index, "model"),
+            hint="a model its Transformers backend can run takes extra_args: [--model-impl, transformers]",
+        )
+    runner = architectures.runner(arch.architecture, release)
     tensor_parallel = max(1, len(model_gpus(model)))
     if tensor_parallel > 1:
         refusal = check_tensor_parallel(arch, tensor_parallel)
@@ -394,8 +506,10 @@ def _resolve(model: ModelSpec, stack_index: int, image: str) -> _Need:
     dtype_bytes = DTYPE_BYTES[dtype]
     max_model_len = model.max_model_len or arch.context_length
     if max_model_len > arch.context_length:
+        scaled = f" x rope factor {arch.rope_factor:g}" if arch.rope_factor != 1 else ""
         raise PlanError(
-            f"{max_model_len} is longer than {model.model}'s context length {arch.context_length}; vLLM refuses it",
+            f"{max_model_len} is greater than {model.model}'s derived max_model_len {arch.context_length} "
+            f"({arch.context_key}{scaled} in its config.json); vLLM refuses it",
             path=("models", stack_index, "max_model_len"),
         )
     max_num_seqs = model.max_num_seqs or cal.DEFAULT_MAX_NUM_SEQS
@@ -418,13 +532,25 @@ def _resolve(model: ModelSpec, stack_index: int, image: str) -> _Need:
         spec=model,
         stack_index=stack_index,
         arch=arch,
+        facts_source=facts_source,
+        revision=revision,
+        weights_source=weights_source(arch, dtype_bytes),
+        facts_notes=facts_notes(arch, runner),
         quantization=quantization,
         tensor_parallel=tensor_parallel,
         max_model_len=max_model_len,
         max_num_seqs=max_num_seqs,
         max_num_batched_tokens=batched,
         weights_bytes=weights_bytes(arch, dtype_bytes, quantization, tensor_parallel),
-        activation_bytes=activation_peak(arch, batched, max_num_seqs, act_bytes, model.enforce_eager, tensor_parallel),
+        activation_bytes=activation_peak(
+            arch,
+            batched,
+            max_num_seqs,
+            act_bytes,
+            model.enforce_eager,
+            tensor_parallel,
+            sampler_rows=0 if runner == "pooling" else None,
+        ),
         lora_bytes=lora,
         max_loras=max_loras,
         max_cpu_loras=max_cpu_loras,
@@ -498,14 +624,17 @@ def _check_identical_cards(need: _Need, gpus: tuple[int, ...], cards: dict[int, 
         )
 
 
-def plan_stack(stack: StackSpec, *, enforce: bool = True) -> Plan:
+def plan_stack(stack: StackSpec, *, locked: Mapping[str, ModelEntry] | None = None, enforce: bool = True) -> Plan:
     """The checked VRAM plan of a stack. Raises PlanError when it does not fit,
     unless ``enforce`` is off: then the plan records the violations and goes on
     (only for rehearsing what the engine does with a split that does not fit)."""
     violations: list[str] | None = None if enforce else []
     cards = _cards(stack)
     by_index = {c.index: c for c in cards}
-    needs = [_resolve(model, index, model.image or stack.images.vllm) for index, model in enumerate(stack.models)]
+    entries = locked or {}
+    needs = [
+        _resolve(model, index, model.image or stack.images.vllm, entries) for index, model in enumerate(stack.models)
+    ]
     placement = place([_demand(n) for n in needs], [Card(c.index, c.total, c.reserve) for c in cards])
     for need in needs:
         _check_identical_cards(need, placement[need.spec.name], by_index)
@@ -639,7 +768,12 @@ def _from_need(need: _Need, gpus: tuple[int, ...]) -> dict[str, Any]:
         ),
         "recommended_args": need.arch.recommended_args,
         "family": need.arch.family,
-        "params": need.arch.params,
+        "params": shapes.total_params(need.arch),
+        "architecture": need.arch.architecture,
+        "facts_source": need.facts_source,
+        "revision": need.revision,
+        "weights_source": need.weights_source,
+        "facts_notes": need.facts_notes,
     }
 
 

@@ -44,7 +44,7 @@ from gpustack_compose.contract import (
 from gpustack_compose.planner import ModelPlan, Plan
 from gpustack_compose.spec import ModelSpec, StackSpec, model_image
 from gpustack_compose.units import fmt_fraction, fmt_gib
-from gpustack_compose.vllm_args import adapter_mounts, runtime_lora_env, serve_args
+from gpustack_compose.vllm_args import adapter_mounts, model_mount, runtime_lora_env, serve_args
 from gpustack_compose.vram_svg import picture
 
 
@@ -302,6 +302,9 @@ def _model_service(stack: StackSpec, spec: ModelSpec, plan: ModelPlan, stack_dir
         }
         for m in adapter_mounts(spec)
     ]
+    inside = model_mount(spec)
+    if inside is not None:  # a model directory of the host, read-only at /models/<name>
+        mounts.insert(0, {"source": _relative_to_output(stack_dir, spec.model), "target": inside})
     labels = {
         ROLE_LABEL: ROLE_MODEL,
         MODEL_LABEL: spec.name,
@@ -383,7 +386,10 @@ def render(stack: StackSpec, plan: Plan, source: str) -> dict[str, str]:
         "proxy_timing": proxy_timing,
         "model_port": MODEL_PORT,
         "hf_cache": HF_CACHE,
+        # A host folder for the Hugging Face cache, bound instead of the named volume.
+        "hf_cache_source": _relative_to_output(stack_dir, stack.hf_cache) if stack.hf_cache else None,
         "routes": routes,
+        "facts_notes": [(m.name, note) for m in plan.models for note in m.facts_notes],
         "specs": specs,
         "start_interval": healthcheck.supports_start_interval(stack.docker.min_engine),
         "runtime_lora_models": runtime,

@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from gpustack_compose import versions
-from gpustack_compose.catalog import find_gpu, find_model, gpu_names
+from gpustack_compose.catalog import find_gpu, gpu_names
 from gpustack_compose.contract import (
     ENV_EXAMPLE,
     HF_TOKEN_ENV,
@@ -39,6 +39,7 @@ from gpustack_compose.contract import (
     service_name,
 )
 from gpustack_compose.errors import StackRuleError, format_path
+from gpustack_compose.model_facts.record import ModelFacts
 from gpustack_compose.units import SIZE_PATTERN, fmt_gib, parse_size
 from gpustack_compose.vllm_flags import flag_name, inventory, managed
 
@@ -250,21 +251,21 @@ GpuPlacement = Annotated[
 ]
 
 
-class ArchSpec(_Strict):
-    """Architecture facts for a model the built-in catalog does not know (from its config.json)."""
-
-    params_b: float = Field(gt=0, le=10000, description="Total parameters in billions.")
-    hidden_size: int = Field(gt=0, le=1_000_000)
-    intermediate_size: int = Field(gt=0, le=10_000_000)
-    num_layers: int = Field(gt=0, le=10_000, description="num_hidden_layers")
-    num_kv_heads: int = Field(gt=0, le=10_000, description="num_key_value_heads")
-    head_dim: int = Field(gt=0, le=100_000)
-    context_length: int = Field(gt=0, le=100_000_000, description="max_position_embeddings")
-    vocab_size: int = Field(default=0, ge=0, le=10_000_000)
-    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+# The arch: block is the catalog's and the lock's record type: every field a
+# config.json gives (model_facts.record.ModelFacts).
+ArchSpec = ModelFacts
 
 
 HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+
+
+def model_directory(model: str) -> str | None:
+    """The host directory a ``model:`` value names (``./dir``, ``../dir``,
+    ``/abs/dir``; relative to the stack file), or None for a Hub repo id."""
+    if model.startswith(("/", "./", "../")) or model in (".", ".."):
+        return model
+    return None
 
 
 class LoraSpec(_Strict):
@@ -334,7 +335,16 @@ class ModelSpec(_Strict):
         description="Served model name: what clients ask the proxy for.",
         json_schema_extra={"pattern": MODEL_NAME.pattern},
     )
-    model: str = Field(description="Hugging Face repo id, or a path inside the container.")
+    model: str = Field(
+        description=(
+            "Hugging Face repo id (org/name), or a model directory on the host: ./dir or ../dir (from the stack "
+            "file) or /abs/dir, mounted read-only into the container."
+        )
+    )
+    revision: str | None = Field(
+        default=None,
+        description="Hub branch, tag or commit of a repo id (vLLM --revision); the lock records the commit it read.",
+    )
     gpu: GpuPlacement | None = Field(
         default=None,
         description=(
@@ -416,6 +426,15 @@ class ModelSpec(_Strict):
     def _model(cls, value: str) -> str:
         if not MODEL_REF.fullmatch(value):
             raise SpecValueError(f"{value!r} is not a model reference (an HF repo id or a path, no spaces)")
+        if value.startswith("~"):
+            raise SpecValueError(f"{value!r} starts with ~, which Compose does not expand; give ./dir or /abs/dir")
+        return value
+
+    @field_validator("revision")
+    @classmethod
+    def _revision(cls, value: str | None) -> str | None:
+        if value is not None and not REVISION.fullmatch(value):
+            raise SpecValueError(f"{value!r} is not a branch, tag or commit name")
         return value
 
     @field_validator("image")
@@ -678,6 +697,22 @@ class StackSpec(_Strict):
     images: ImagesSpec = Field(default_factory=ImagesSpec)
     docker: DockerSpec = Field(default_factory=DockerSpec)
     kubernetes: KubernetesSpec = Field(default_factory=KubernetesSpec)
+    hf_cache: str | None = Field(
+        default=None,
+        description="Host folder for the models' Hugging Face cache (relative to the stack file, or absolute), "
+        "bound instead of the named volume hf-cache; `lock` finds models already downloaded there.",
+    )
+
+    @field_validator("hf_cache")
+    @classmethod
+    def _hf_cache(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value or len(value) > 1024 or any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise SpecValueError(f"{value!r} is not a usable path")
+        if value.startswith("~"):
+            raise SpecValueError(f"{value!r} starts with ~, which Compose does not expand; give ./dir or /abs/dir")
+        return value
 
     @property
     def cards(self) -> tuple[GpuSpec, ...]:
@@ -751,12 +786,6 @@ def check_stack(stack: StackSpec) -> None:
             )
         services[service] = model.name
         _check_gpu_placement(model, where, gpu_indexes)
-        if model.arch is None and find_model(model.model) is None:
-            raise StackRuleError(
-                (*where, "model"),
-                f"{model.model!r} is not in the model catalog; describe it in an arch: block "
-                "(params_b, hidden_size, intermediate_size, num_layers, num_kv_heads, head_dim, context_length)",
-            )
         _check_extra_args(model, where, model_image(stack, model, elastic=False))
 
     elastic = {gpu.index for gpu in stack.cards if gpu.memory_mode == "elastic"}

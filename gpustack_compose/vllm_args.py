@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from gpustack_compose import vllm_flags as flags
-from gpustack_compose.contract import ADAPTER_ROOT, MODEL_PORT, RUNTIME_ADAPTERS, RUNTIME_LORA_ENV
+from gpustack_compose.contract import ADAPTER_ROOT, MODEL_MOUNT_ROOT, MODEL_PORT, RUNTIME_ADAPTERS, RUNTIME_LORA_ENV
 from gpustack_compose.planner import ModelPlan
-from gpustack_compose.spec import LoraSpec, ModelSpec
+from gpustack_compose.spec import LoraSpec, ModelSpec, model_directory
 from gpustack_compose.units import fmt_fraction
 from gpustack_compose.vllm_flags import flag_name
 
@@ -73,10 +73,16 @@ def runtime_lora_env(spec: ModelSpec) -> dict[str, str]:
     return {allow: "True", resolver_dir: RUNTIME_ADAPTERS}
 
 
+def model_mount(spec: ModelSpec) -> str | None:
+    """Where a model directory of the host is mounted in its container."""
+    return f"{MODEL_MOUNT_ROOT}/{spec.name}" if model_directory(spec.model) is not None else None
+
+
 def serve_args(spec: ModelSpec, plan: ModelPlan) -> list[str]:
     """Arguments after ``vllm serve`` (the official image's entrypoint)."""
     args = [
-        spec.model,
+        model_mount(spec) or spec.model,
+        *([flags.REVISION, plan.revision] if plan.revision else []),
         flags.SERVED_MODEL_NAME, spec.name,
         flags.HOST, "0.0.0.0",
         flags.PORT, str(MODEL_PORT),

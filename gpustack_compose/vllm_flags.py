@@ -45,6 +45,7 @@ NUM_GPU_BLOCKS_OVERRIDE = "--num-gpu-blocks-override"
 TOKENIZER_MODE = "--tokenizer-mode"
 CONFIG_FORMAT = "--config-format"
 LOAD_FORMAT = "--load-format"
+REVISION = "--revision"
 
 # Flags gpustack-compose sets itself, and the stack field that controls each;
 # the short spellings of each release's parser (``-q``, ``-tp``) are added
@@ -53,6 +54,7 @@ LOAD_FORMAT = "--load-format"
 # the planned KV cache or GPUs.
 _MANAGED: dict[str, str] = {
     MODEL: "model",
+    REVISION: "revision",
     SERVED_MODEL_NAME: "name",
     HOST: "(fixed: 0.0.0.0)",
     PORT: f"(fixed: {MODEL_PORT})",

@@ -271,7 +271,7 @@ def test_hostile_strings_reach_the_container_unchanged(workdir: Path, built_imag
     env: {{NOTE: {json.dumps(note, ensure_ascii=False)}}}
     extra_args: ["--override-generation-config", {json.dumps(config)}]
     arch: {{params_b: 1, hidden_size: 512, intermediate_size: 1024, num_layers: 4, num_kv_heads: 2,
-            head_dim: 64, context_length: 4096}}
+            num_attention_heads: 8, head_dim: 64, context_length: 4096}}
 """,
     )
     write(workdir / "s.yaml", text)

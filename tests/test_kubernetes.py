@@ -535,7 +535,7 @@ def test_a_dollar_paren_in_args_and_env_stays_literal_for_the_kubelet() -> None:
         "name: k\ngpus: [{index: 0, type: H100-80GB}]\nmodels:\n"
         "  - {name: a, model: 'org/m$(HF_TOKEN)', memory: 0.5, max_model_len: 4096,\n"
         "     arch: {params_b: 7.6, hidden_size: 3584, intermediate_size: 18944, num_layers: 28, num_kv_heads: 4,\n"
-        "            head_dim: 128, context_length: 32768},\n"
+        "            num_attention_heads: 28, head_dim: 128, context_length: 32768},\n"
         "     extra_args: ['--chat-template=$(HF_TOKEN)'], env: {NOTE: 'a $(HF_TOKEN) b $$ c'}}\n"
     )
     stack = validate_stack(parse_yaml(text, "k.yaml"), "k.yaml")

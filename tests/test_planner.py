@@ -11,6 +11,7 @@ from gpustack_compose import calibration as cal
 from gpustack_compose.catalog import find_gpu, find_model
 from gpustack_compose.errors import PlanError
 from gpustack_compose.loader import parse_yaml, validate_stack
+from gpustack_compose.model_facts.params import linear_params, total_params
 from gpustack_compose.planner import Plan, lora_slot_bytes, plan_stack
 from gpustack_compose.spec import StackSpec
 from gpustack_compose.units import GiB, gib
@@ -33,7 +34,8 @@ models:
     max_model_len: 4096
     enforce_eager: true
     arch: {params_b: 1.0, hidden_size: 1024, intermediate_size: 4096, num_layers: 10,
-           num_kv_heads: 2, head_dim: 64, context_length: 4096, vocab_size: 32000}
+           num_kv_heads: 2, num_attention_heads: 16, head_dim: 64, context_length: 4096,
+           vocab_size: 32000}
 """
 
 
@@ -154,7 +156,8 @@ def test_boot_time_rule_uses_what_earlier_servers_hold() -> None:
     max_model_len: 4096
     enforce_eager: true
     arch: {params_b: 1.0, hidden_size: 1024, intermediate_size: 4096, num_layers: 10,
-           num_kv_heads: 2, head_dim: 64, context_length: 4096, vocab_size: 32000}
+           num_kv_heads: 2, num_attention_heads: 16, head_dim: 64, context_length: 4096,
+           vocab_size: 32000}
 """
     with pytest.raises(PlanError) as error:
         plan_of(text)
@@ -254,10 +257,10 @@ def test_lora_slot_memory_on_two_architectures() -> None:
     assert qwen14 is not None and llama8 is not None
     # Qwen2.5-14B: H 5120, q 40x128 = 5120, kv 8x128 = 1024, I 13824, 48 layers
     # per layer in+out: 7x5120 + 2x5120 + 2x1024 + 3x13824 = 89,600
-    assert lora_slot_bytes(qwen14[0].arch, 4, 16, 2) == 48 * 89_600 * 4 * 16 * 2 == 550_502_400
+    assert lora_slot_bytes(qwen14[0].facts, 4, 16, 2) == 48 * 89_600 * 4 * 16 * 2 == 550_502_400
     # Llama-3.1-8B: H 4096, q 4096, kv 1024, I 14336, 32 layers
     # per layer: 7x4096 + 2x4096 + 2x1024 + 3x14336 = 81,920
-    assert lora_slot_bytes(llama8[0].arch, 2, 8, 2) == 32 * 81_920 * 2 * 8 * 2 == 83_886_080
+    assert lora_slot_bytes(llama8[0].facts, 2, 8, 2) == 32 * 81_920 * 2 * 8 * 2 == 83_886_080
 
 
 def test_catalog_parameter_counts_match_published_sizes() -> None:
@@ -272,7 +275,7 @@ def test_catalog_parameter_counts_match_published_sizes() -> None:
     for repo, billions in expected.items():
         found = find_model(repo)
         assert found is not None
-        assert found[0].arch.params / 1e9 == pytest.approx(billions, abs=0.01), repo
+        assert total_params(found[0].facts) / 1e9 == pytest.approx(billions, abs=0.01), repo
 
 
 def test_gpu_catalog_uses_cuda_totals() -> None:
@@ -297,11 +300,13 @@ models:
     )
     m = plan.model("q7")
     assert m.quantization == "awq"
-    # embeddings + LM head stay 16-bit: 2 x 152064 x 3584 x 2 B = 2.03 GiB; the rest at ~4.16 bits
+    # the decoder's linear layers at ~4.16 bits; embeddings, LM head and norms stay 16-bit
+    # (2 x 152064 x 3584 x 2 B = 2.03 GiB of embeddings)
     arch = find_model("Qwen/Qwen2.5-7B-Instruct")
     assert arch is not None
-    kept = arch[0].arch.embedding_params
-    quantized = arch[0].arch.params - kept
+    quantized = linear_params(arch[0].facts)
+    kept = total_params(arch[0].facts) - quantized
+    assert kept > 2 * 152064 * 3584
     assert m.weights_bytes == math.ceil(quantized * (4 + 20 / 128) / 8) + kept * 2 + cal.WEIGHTS_LOAD_OVERHEAD
 
 

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from gpustack_compose.contract import HF_CACHE
+from gpustack_compose.loaded import load_and_plan
 from gpustack_compose.loader import load_stack
 from gpustack_compose.planner import plan_stack
 from gpustack_compose.render import render
@@ -120,7 +122,14 @@ CORPUS: list[tuple[str, str, str]] = [
     ("image with space", stack("images: {vllm: 'has space'}\n"), "images.vllm"),
     ("models as mapping", f"name: s\n{GPU}models: {{a: b}}\n", "models: expected a list"),
     ("models null", f"name: s\n{GPU}models:\n", "models: expected a list"),
-    ("arch negative params", model("arch: {params_b: -1}").replace("Qwen/Qwen3-8B", "org/custom"), "arch.params_b"),
+    (
+        "arch negative params",
+        model(
+            "arch: {params_b: -1, hidden_size: 8, intermediate_size: 8, num_layers: 1, num_attention_heads: 1,"
+            " num_kv_heads: 1, head_dim: 8, context_length: 16}"
+        ).replace("Qwen/Qwen3-8B", "org/custom"),
+        "arch.params_override",
+    ),
     ("arch incomplete", model("arch: {params_b: 1}").replace("Qwen/Qwen3-8B", "org/custom"), "models[0].arch"),
     # YAML itself
     ("duplicate top-level key", GOOD + "name: t\n", "duplicate key 'name'"),
@@ -248,10 +257,10 @@ def every_stack() -> list[Path]:
 
 @pytest.mark.parametrize("path", every_stack(), ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_security_defaults(path: Path) -> None:
-    spec = load_stack(path)
-    files = render(spec, plan_stack(spec), "stack.yaml")
+    loaded = load_and_plan(path)
+    spec, plan = loaded.stack, loaded.plan
+    files = render(spec, plan, "stack.yaml")
     compose: dict[str, Any] = yaml.safe_load(files["docker-compose.yml"])
-    plan = plan_stack(spec)
     for name, service in compose["services"].items():
         assert service["security_opt"] == ["no-new-privileges:true"], name
         assert "privileged" not in service and "cap_add" not in service and "network_mode" not in service
@@ -264,7 +273,9 @@ def test_security_defaults(path: Path) -> None:
             assert model.elastic and service["ipc"] in ("shareable", f"service:{head}"), name
         if service["labels"]["gpustack-compose.role"] == "model":
             assert "ports" not in service, f"{name}: a model port is published"
-            assert all(v.get("read_only") for v in service["volumes"] if v["type"] == "bind"), name
+            # every host folder is read-only, bar the stack's own hf_cache folder vLLM downloads into
+            writable = [v for v in service["volumes"] if v["type"] == "bind" and not v.get("read_only")]
+            assert all(spec.hf_cache and v["target"] == HF_CACHE for v in writable), name
             assert service["environment"]["HF_TOKEN"] == "${HF_TOKEN:-}"
     proxy = compose["services"]["litellm"]
     (port,) = proxy["ports"]

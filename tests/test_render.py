@@ -17,9 +17,10 @@ from gpustack_compose.commands.common import kubernetes_rendered
 from gpustack_compose.contract import COMPOSE_FILE, LITELLM_CONFIG
 from gpustack_compose.k8s.manifests import render_kubernetes
 from gpustack_compose.loader import load_stack
-from gpustack_compose.planner import plan_stack
+from gpustack_compose.model_facts.lock import lock_path, read_lock
+from gpustack_compose.planner import Plan, plan_stack
 from gpustack_compose.render import render
-from gpustack_compose.spec import MODEL_NAME, LoraSpec, ModelSpec, StackSpec
+from gpustack_compose.spec import MODEL_NAME, LoraSpec, ModelSpec, StackSpec, model_directory
 from gpustack_compose.vllm_args import serve_args
 from gpustack_compose.vllm_flags import flag_name, inventory, managed
 from tests.conftest import REPO, compose_binary, tree
@@ -29,12 +30,18 @@ CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "stack.yaml").exists())
 COMMITTED = sorted((REPO / "compose").glob("*/docker-compose.yml"))
 
 
+def golden_plan(case: str) -> tuple[StackSpec, Plan]:
+    """A case's stack and its plan, with the case's lock file where it has one."""
+    stack_file = GOLDEN / case / "stack.yaml"
+    stack = load_stack(stack_file)
+    return stack, plan_stack(stack, locked=read_lock(lock_path(stack_file)))
+
+
 def golden_render(case: str) -> dict[str, str]:
     """What `make golden` writes (``--target auto``): the compose files, and
     k8s/ for the cases that have one (not for elastic GPUs, which the
     Kubernetes target refuses)."""
-    stack = load_stack(GOLDEN / case / "stack.yaml")
-    plan = plan_stack(stack)
+    stack, plan = golden_plan(case)
     files = render(stack, plan, "../stack.yaml")
     if kubernetes_rendered(GOLDEN / case / "expected"):
         files.update(render_kubernetes(stack, plan, "../../stack.yaml"))
@@ -47,8 +54,10 @@ def test_golden(case: str) -> None:
     expected = {k: v.decode() for k, v in tree(GOLDEN / case / "expected").items()}
     assert golden_render(case) == expected
     # every case the Kubernetes target accepts has its k8s/ golden (first time: render --target all)
-    static = all(card.memory_mode == "static" for card in load_stack(GOLDEN / case / "stack.yaml").cards)
-    assert kubernetes_rendered(GOLDEN / case / "expected") == static
+    stack = load_stack(GOLDEN / case / "stack.yaml")
+    static = all(card.memory_mode == "static" for card in stack.cards)
+    on_hosts = any(model_directory(m.model) is not None for m in stack.models)  # a cluster has no such folder
+    assert kubernetes_rendered(GOLDEN / case / "expected") == (static and not on_hosts)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -56,18 +65,17 @@ def test_render_is_deterministic(case: str) -> None:
     assert golden_render(case) == golden_render(case)
 
 
-def rendered_stacks() -> list[tuple[StackSpec, dict[str, Any], dict[str, Any]]]:
+def rendered_cases() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     out = []
     for case in CASES:
-        stack = load_stack(GOLDEN / case / "stack.yaml")
         files = golden_render(case)
-        out.append((stack, yaml.safe_load(files[COMPOSE_FILE]), yaml.safe_load(files[LITELLM_CONFIG])))
+        out.append((case, yaml.safe_load(files[COMPOSE_FILE]), yaml.safe_load(files[LITELLM_CONFIG])))
     return out
 
 
-@pytest.mark.parametrize(("stack", "compose", "litellm"), rendered_stacks(), ids=CASES)
-def test_compose_contract(stack: StackSpec, compose: dict[str, Any], litellm: dict[str, Any]) -> None:
-    plan = plan_stack(stack)
+@pytest.mark.parametrize(("case", "compose", "litellm"), rendered_cases(), ids=CASES)
+def test_compose_contract(case: str, compose: dict[str, Any], litellm: dict[str, Any]) -> None:
+    stack, plan = golden_plan(case)
     services = compose["services"]
     assert compose["name"] == stack.name
     model_services = {m.service: m for m in plan.models}
@@ -119,9 +127,12 @@ def test_proxy_is_on_loopback_unless_asked() -> None:
 
 printable = st.characters(blacklist_categories=("Cs", "Cc"))
 arbitrary_text = st.text(printable, min_size=1, max_size=40)
-model_refs = st.text(
-    st.characters(blacklist_categories=("Cs", "Zs", "Zl", "Zp", "Cc")), min_size=1, max_size=60
-).filter(lambda s: not any(c.isspace() for c in s))
+# Repo ids, however odd; a directory (./x, /x) is a mount, fuzzed through the adapter paths.
+model_refs = (
+    st.text(st.characters(blacklist_categories=("Cs", "Zs", "Zl", "Zp", "Cc")), min_size=1, max_size=60)
+    .filter(lambda s: not any(c.isspace() for c in s))
+    .filter(lambda s: not s.startswith("~") and model_directory(s) is None)
+)
 names = st.from_regex(MODEL_NAME, fullmatch=True).filter(lambda n: n.strip("-._") != "")
 DEFAULT_FLAGS = inventory()
 assert DEFAULT_FLAGS is not None
@@ -153,7 +164,7 @@ def hostile_stacks(draw: st.DrawFn) -> StackSpec:
         extra_args=draw(st.lists(args, max_size=3)),
         loras=[LoraSpec(name=lora_name, path=draw(relative_paths))],
         arch={"params_b": 1, "hidden_size": 512, "intermediate_size": 1024, "num_layers": 4,  # type: ignore[arg-type]
-              "num_kv_heads": 2, "head_dim": 64, "context_length": 4096},
+              "num_kv_heads": 2, "num_attention_heads": 8, "head_dim": 64, "context_length": 4096},
     )  # fmt: skip
     return StackSpec(name="fuzz", gpus=[{"index": 0, "type": "H100-80GB"}], models=[model])  # type: ignore[list-item]
 

@@ -114,14 +114,13 @@ def test_unknown_flag_is_refused_like_vllm() -> None:
 
 
 def test_every_flag_the_renderer_emits_is_accepted() -> None:
-    from gpustack_compose.loader import load_stack
-    from gpustack_compose.planner import plan_stack
+    from gpustack_compose.loaded import load_and_plan
     from gpustack_compose.vllm_args import serve_args
     from tests.conftest import REPO
 
     for stack_file in [*(REPO / "stacks").glob("*.yaml"), *(REPO / "tests" / "golden").glob("*/stack.yaml")]:
-        stack = load_stack(stack_file)
-        plan = plan_stack(stack)
+        loaded = load_and_plan(stack_file)
+        stack, plan = loaded.stack, loaded.plan
         for spec in stack.models:
             args = parse(serve_args(spec, plan.model(spec.name)))
             assert args.served_model_name == spec.name

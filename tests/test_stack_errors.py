@@ -94,11 +94,6 @@ CASES = {
         edit("name: idp", "name: IDP"),
         "s.yaml:1:7: name: 'IDP' is not a valid stack name: use [a-z][a-z0-9-]{0,39}",
     ),
-    "model not in catalog": (
-        edit("model: Qwen/Qwen2.5-7B-Instruct", "model: acme/secret-7b"),
-        "s.yaml:11:12: models[1].model: 'acme/secret-7b' is not in the model catalog; describe it in an arch: "
-        "block (params_b, hidden_size, intermediate_size, num_layers, num_kv_heads, head_dim, context_length)",
-    ),
     "a prefix of a managed flag (vLLM's parser takes abbreviations)": (
         edit("    max_model_len: 4096", "    max_model_len: 4096\n    extra_args: [--kv-cache-memory=5]"),
         "s.yaml:14:18: models[1].extra_args[0]: --kv-cache-memory (vLLM reads it as --kv-cache-memory-bytes) is set "

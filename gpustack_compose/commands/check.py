@@ -12,7 +12,10 @@ from pathlib import Path
 from gpustack_compose.commands.common import RenderTarget, compare_rendered, output_dir
 from gpustack_compose.console import Output
 from gpustack_compose.errors import EXIT_DRIFT, ArgumentError, DriftError, GscError
-from gpustack_compose.loaded import load_and_plan
+from gpustack_compose.loaded import load_and_plan, load_with_lock, located
+from gpustack_compose.model_facts.lock import Stale, lock_path, stale_entries
+from gpustack_compose.model_facts.sources import CONFIG_FILE, config_digest, directory_of
+from gpustack_compose.spec import StackSpec
 from gpustack_compose.writer import unified_diff
 
 STACKS_DIR = Path("stacks")
@@ -27,7 +30,40 @@ def stack_files(paths: tuple[Path, ...]) -> list[Path]:
     return found
 
 
+def changed_directories(stack: StackSpec, stack_path: Path, locked: dict[str, object] | None) -> list[Stale]:
+    """Model directories present on this host whose config.json is no longer
+    the one the lock read."""
+    found = []
+    for position, model in enumerate(stack.models):
+        entry = (locked or {}).get(model.model)
+        directory = directory_of(model, stack_path.parent)
+        config = directory / CONFIG_FILE if directory is not None else None
+        if entry is None or config is None or not config.is_file() or model.arch is not None:
+            continue
+        try:
+            digest = config_digest(config.read_bytes())
+        except OSError:
+            continue
+        if digest != getattr(entry, "config_sha256", None):
+            found.append(Stale(("models", position, "model"), f"{config} changed since the lock read it"))
+    return found
+
+
+def check_lock(stack_path: Path, output: Output) -> None:
+    """Exit 3 when the lock file is missing an entry or disagrees with the stack."""
+    stack, locked = load_with_lock(stack_path)
+    name = lock_path(stack_path).as_posix()
+    stale = stale_entries(stack, locked, name) + changed_directories(stack, stack_path, locked)  # type: ignore[arg-type]
+    if not stale:
+        return
+    for problem in stale:
+        output.error(located(DriftError(problem.detail, path=problem.path)).message)
+    raise DriftError(f"{name} is stale ({len(stale)} problem{'s' if len(stale) > 1 else ''}); run: "
+                     f"python -m gpustack_compose lock {stack_path.as_posix()}")  # fmt: skip
+
+
 def check_one(stack_path: Path, out: Path | None, output: Output, target: RenderTarget = "auto") -> None:
+    check_lock(stack_path, output)
     loaded = load_and_plan(stack_path)
     out_dir = output_dir(loaded, out)
     states = compare_rendered(loaded, out_dir, target)

@@ -140,7 +140,7 @@ def propose(
             unique = f"{base}-{counter}"
             counter += 1
         seen.add(unique)
-        length = min(max_model_len, entry[0].arch.context_length)
+        length = min(max_model_len, entry[0].facts.context_length)
         models.append({"name": unique, "model": repo, "max_model_len": length})
     draft = _stack_data(name, gpus, models)
     stack = validate_stack(parse_yaml(_yaml(draft), "the proposed stack"), "the proposed stack")

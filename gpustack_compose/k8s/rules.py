@@ -23,7 +23,7 @@ import math
 
 from gpustack_compose.errors import SpecError
 from gpustack_compose.planner import ModelPlan, Plan
-from gpustack_compose.spec import DNS_LABEL, StackSpec
+from gpustack_compose.spec import DNS_LABEL, StackSpec, model_directory
 from gpustack_compose.units import MiB
 
 HAMI_MEMORY_PERCENT = "nvidia.com/gpumem-percentage"
@@ -81,6 +81,13 @@ def check_kubernetes(stack: StackSpec, plan: Plan) -> None:
         _check_model_cards(stack, model)
     if kube.gpu_sharing == "hami":
         _check_hami(plan, kube.hami_memory)
+    for position, spec in enumerate(stack.models):
+        if model_directory(spec.model) is not None:
+            raise _fail(
+                ("models", position, "model"),
+                f"{spec.model!r} is a directory of this host, which a cluster's nodes do not have: name the Hub "
+                "repo (pods download it into the hf-cache claim) for the Kubernetes target",
+            )
     if kube.adapters_claim is None:
         for position, spec in enumerate(stack.models):
             if spec.runtime_loras is not None or any(lora.path is not None for lora in spec.loras):
