@@ -7,7 +7,7 @@ STACKS := $(sort $(wildcard stacks/*.yaml))
 STACK ?= stacks/h100-idp.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help install example test lint fmt render check schema dist golden images rehearse up status down bench lock clean
+.PHONY: help install example test lint fmt render check schema dist golden model-data images rehearse up status down bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -48,6 +48,9 @@ schema: install ## regenerate schema/stack.schema.json from the spec model
 
 dist: install ## build the wheel and sdist into dist/ (templates and image contexts inside)
 	$(PY) -m build --outdir dist .
+
+model-data: install ## regenerate data/models/ (each vLLM release's architecture registry, transformers' config defaults)
+	$(PY) -c "from gpustack_compose.runtime.vllm_env import write_model_data; write_model_data(print)"
 
 golden: install ## regenerate tests/golden/*/expected with the tool itself (k8s/ too where a case has one)
 	@for d in tests/golden/*/; do \

@@ -18,7 +18,7 @@ from gpustack_compose.render import environment
 from gpustack_compose.spec import ModelSpec, StackSpec, model_image
 from gpustack_compose.stand_in import RehearsalOptions
 from gpustack_compose.units import GiB
-from gpustack_compose.vllm_args import TINY_FAMILIES, cpu_adaptation, serve_args
+from gpustack_compose.vllm_args import TINY_FAMILIES, cpu_adaptation, model_mount, serve_args
 
 # KV cache of a vLLM CPU server, in GiB (VLLM_CPU_KVCACHE_SPACE): the tiny
 # stand-ins need 512 bytes per token, so 1 GiB holds two million tokens.
@@ -116,6 +116,9 @@ def override(stack: StackSpec, plan: Plan, options: RehearsalOptions) -> str:
                 "image": options.model_image,
                 "env": sorted(env.items()),
                 "ledger": options.ledger and options.stand_in == "simulator",
+                # a model directory of the host: an empty writable tmpfs in its place (Compose merges
+                # volumes by target), where the CPU build's stand-in is written and no host folder is needed
+                "model_mount": model_mount(_spec(stack, m)),
                 "command": command,
             }
         )

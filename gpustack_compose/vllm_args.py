@@ -164,6 +164,8 @@ def cpu_adaptation(args: list[str], cpu_flags: frozenset[str]) -> CpuAdaptation:
                 f"dropped {spelled} {value}: vLLM's CPU backend needs AVX-512 or AMX for an FP8 KV cache, "
                 "and this engine's CPU has neither"
             )
+        elif flag == flags.REVISION:
+            differences.append(f"dropped {spelled} {value}: the tiny stand-in has one local snapshot")
         elif flag in _NATIVE_FORMAT_FLAGS and value == "mistral":
             differences.append(f"dropped {spelled} {value}: the tiny stand-in is in Hugging Face format")
         elif flag in (flags.TENSOR_PARALLEL_SIZE, flags.PIPELINE_PARALLEL_SIZE) and value not in ("1", ""):

@@ -22,8 +22,7 @@ from typing import Any
 import pytest
 
 from gpustack_compose import versions, vllm_flags
-from gpustack_compose.loader import load_stack
-from gpustack_compose.planner import plan_stack
+from gpustack_compose.loaded import load_and_plan
 from gpustack_compose.runtime import vllm_env
 from gpustack_compose.runtime.state import DockerView, parse_time
 from gpustack_compose.spec import model_image
@@ -53,8 +52,8 @@ def every_committed_argument_list() -> dict[str, dict[str, list[str]]]:
     """release -> {stack:model -> its rendered `vllm serve` arguments}."""
     lists: dict[str, dict[str, list[str]]] = {}
     for stack_file in sorted([*(REPO / "stacks").glob("*.yaml"), *(REPO / "tests" / "golden").glob("*/stack.yaml")]):
-        stack = load_stack(stack_file)
-        plan = plan_stack(stack)
+        loaded = load_and_plan(stack_file)  # with the stack's lock file, where it has one
+        stack, plan = loaded.stack, loaded.plan
         for spec in stack.models:
             model = plan.model(spec.name)
             release = parser_release(model_image(stack, spec, elastic=model.elastic))
@@ -95,6 +94,20 @@ def test_committed_flag_inventories_are_each_releases_parser(vllm_pythons: dict[
     the simulator read, is what that release's own parser reports."""
     committed = json.loads(vllm_flags.inventory_path(release).read_text())
     assert vllm_env.inventory(vllm_pythons[release]) == committed
+
+
+@pytest.mark.parametrize("release", versions.INVENTORIED_VLLM)
+def test_committed_architecture_registries_are_each_releases(vllm_pythons: dict[str, Path], release: str) -> None:
+    """data/models/vllm-architectures-<release>.json (the planner's "vLLM does
+    not serve it") and config-defaults.json are what that venv's vLLM model
+    registry and transformers configuration classes give (``make model-data``)."""
+    from gpustack_compose.model_facts import architectures, config
+
+    generated = vllm_env.model_data(vllm_pythons[release], "architectures")
+    assert json.loads(generated) == json.loads(architectures.registry_path(release).read_text())
+    if release == versions.VLLM:
+        defaults = vllm_env.model_data(vllm_pythons[release], "defaults")
+        assert json.loads(defaults) == json.loads((config.DATA_DIR / "config-defaults.json").read_text())
 
 
 def test_the_default_image_release_has_an_inventory() -> None:

@@ -28,6 +28,8 @@ NAMED_FLAGS = {
     "--max-model-len": "max_model_len",
     "--max-num-seqs": "max_num_seqs",
     "--tensor-parallel-size": "tensor parallel",
+    # the Hub commit the lock file pins: a `lock` that moved it shows here
+    "--revision": "revision",
 }
 
 

@@ -79,13 +79,23 @@ def from_directory(model: ModelSpec, directory: Path) -> ModelEntry:
     return _entry(model, "directory", directory / CONFIG_FILE, safetensors.local_weights(directory))
 
 
+def default_hub_cache() -> Path:
+    """huggingface_hub's cache folder, from the environment as it is now
+    (HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    home = os.environ.get("HF_HOME") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface"
+    )
+    return Path(home) / "hub"
+
+
 def from_cache(model: ModelSpec, hub_cache: Path | None) -> ModelEntry | None:
     """The model's snapshot in the Hugging Face cache, when config.json is there."""
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(
-        model.model, CONFIG_FILE, cache_dir=str(hub_cache) if hub_cache else None, revision=model.revision
-    )
+    cache = hub_cache or default_hub_cache()
+    found = try_to_load_from_cache(model.model, CONFIG_FILE, cache_dir=str(cache), revision=model.revision)
     if not isinstance(found, str):
         return None
     snapshot = Path(found).parent
@@ -104,7 +114,8 @@ def from_hub(model: ModelSpec) -> ModelEntry:
     commit (or the stack's revision), read over HTTP."""
     from huggingface_hub import HfApi, errors
 
-    api = HfApi()
+    # Read the environment now (huggingface_hub reads it once, at import).
+    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=os.environ.get("HF_TOKEN") or None)
     where = f"{api.endpoint}/{model.model}"
     try:
         info = api.model_info(model.model, revision=model.revision)

@@ -35,6 +35,7 @@ from gpustack_compose.runtime.images import (
 )
 
 CHECK_ARGS = RECIPES / "vllm-cpu" / "check_args.py"
+MODEL_DATA = RECIPES / "vllm-cpu" / "model_data.py"
 REQUIREMENTS = RECIPES / "vllm-cpu" / "requirements.txt"
 CPU_DIST = "vllm-cpu"
 
@@ -127,3 +128,26 @@ def inventory(python: Path) -> dict[str, object]:
     start = proc.stdout.find("\n{\n") + 1 if not proc.stdout.startswith("{") else 0
     data: dict[str, object] = json.loads(proc.stdout[start:])
     return data
+
+
+def model_data(python: Path, what: str) -> str:
+    """``model_data.py architectures|defaults`` in that venv: the committed
+    data/models/ files, as that release's registry and transformers give them."""
+    env = {**os.environ, "VLLM_TARGET_DEVICE": "cpu"}
+    proc = subprocess.run([str(python), str(MODEL_DATA), what], capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        raise EngineError(f"model_data.py {what} did not run: {proc.stderr.strip()[-1500:]}")
+    return proc.stdout
+
+
+def write_model_data(progress: Progress) -> None:
+    """``make model-data``: regenerate data/models/ from each inventoried
+    release's venv (built when missing): its architecture registry, and the
+    pinned release's transformers defaults."""
+    from gpustack_compose.model_facts import architectures, config
+
+    for release in versions.INVENTORIED_VLLM:
+        python = ensure_python(progress, release)
+        architectures.registry_path(release).write_text(model_data(python, "architectures"))
+        if release == versions.VLLM:
+            (config.DATA_DIR / "config-defaults.json").write_text(model_data(python, "defaults"))
