@@ -622,6 +622,20 @@ class HfCacheSpec(_Strict):
     storage_class: DnsName | None = Field(default=None, description="storageClassName of each rendered claim.")
 
 
+CPU_QUANTITY = re.compile(r"^([1-9][0-9]{0,4}|[0-9]{1,5}\.[0-9]{1,3}|[1-9][0-9]{0,7}m)$")
+CpuQuantity = Annotated[str, _matching(CPU_QUANTITY, "a CPU quantity like '2', '1.5' or '500m'"),
+                        WithJsonSchema({"type": "string", "pattern": CPU_QUANTITY.pattern})]  # fmt: skip
+
+
+class PodResourcesSpec(_Strict):
+    """CPU and memory of a pod's container; each unset one is derived from the plan."""
+
+    cpu_request: CpuQuantity | None = None
+    cpu_limit: CpuQuantity | None = None
+    memory_request: BytesQuantity | None = None
+    memory_limit: BytesQuantity | None = None
+
+
 class KubernetesSpec(_Strict):
     """How `render --target kubernetes` maps the plan onto a cluster."""
 
@@ -662,6 +676,14 @@ class KubernetesSpec(_Strict):
         "runtime adapters under runtime/. Required when a model has such adapters.",
     )
     proxy_replicas: int = Field(default=1, ge=1, le=64, description="LiteLLM replicas (it is stateless).")
+    model_resources: PodResourcesSpec = Field(
+        default_factory=PodResourcesSpec,
+        description="CPU and memory of every model pod (default: 2 CPUs, up to 8; memory from the plan).",
+    )
+    proxy_resources: PodResourcesSpec = Field(
+        default_factory=PodResourcesSpec,
+        description="CPU and memory of each proxy pod (default: from the worker count).",
+    )
     proxy_service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
     master_key_secret: SecretRefSpec = Field(
         default_factory=lambda: SecretRefSpec(name="litellm-master-key", key=MASTER_KEY_ENV),

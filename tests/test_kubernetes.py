@@ -5,6 +5,7 @@ against a real HTTP server."""
 from __future__ import annotations
 
 import http.server
+import math
 import subprocess
 import sys
 import threading
@@ -23,7 +24,7 @@ from gpustack_compose.k8s.manifests import WAIT_CONFIGMAP, render_kubernetes
 from gpustack_compose.loader import load_stack, parse_yaml, validate_stack
 from gpustack_compose.planner import plan_stack
 from gpustack_compose.render import render
-from gpustack_compose.spec import DNS_LABEL, StackSpec
+from gpustack_compose.spec import DNS_LABEL, PodResourcesSpec, StackSpec
 from gpustack_compose.vllm_args import serve_args
 from tests.conftest import REPO, kustomize_binary, run_cli, tree, write
 from tests.test_render import hostile_stacks
@@ -203,7 +204,8 @@ def test_time_slicing_requests_one_replica_and_pins_the_node() -> None:
         if name == "litellm":
             continue
         spec = deployment["spec"]["template"]["spec"]
-        assert spec["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu.shared": "1"}
+        limits = spec["containers"][0]["resources"]["limits"]
+        assert {k: v for k, v in limits.items() if k not in ("cpu", "memory")} == {"nvidia.com/gpu.shared": "1"}
         gpu = deployment["metadata"]["annotations"]["gpustack-compose.gpu"]
         assert spec["nodeSelector"] == {"kubernetes.io/hostname": {"0": "gpu-node-a", "1": "gpu-node-b"}[gpu]}
         assert spec["runtimeClassName"] == "nvidia"
@@ -572,3 +574,60 @@ def test_pods_are_hardened_and_only_the_stack_reaches_its_models() -> None:
     ]
     assert sources == ["proxy", "model"]
     assert policy["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8000}]
+
+
+def test_every_container_gets_cpu_and_memory_from_the_plan_or_the_stack() -> None:
+    """Issue 21 item 11: requests and limits from the plan -- vLLM's measured
+    resident processes plus the adapters its CPU cache holds; the proxy's from
+    its workers -- or the stack's own."""
+    from gpustack_compose.k8s.manifests import VLLM_HOST_RESIDENT_BYTES, model_memory_request
+
+    stack = load_stack(GOLDEN / "adapters-and-extras" / "stack.yaml")
+    plan = plan_stack(stack)
+    objects = manifests(render_kubernetes(stack, plan, "../../stack.yaml"))
+    lora_model = next(m for m in plan.models if m.max_cpu_loras)
+    assert model_memory_request(lora_model) == VLLM_HOST_RESIDENT_BYTES + (
+        lora_model.lora_bytes // lora_model.max_loras * lora_model.max_cpu_loras
+    )
+    for model in plan.models:
+        container = objects[f"{model.service}-deployment.yaml"]["spec"]["template"]["spec"]["containers"][0]
+        resources = container["resources"]
+        request = math.ceil(model_memory_request(model) / 2**30)
+        assert resources["requests"] == {"cpu": "2", "memory": f"{request}Gi"}
+        shm = int(next(s for s in stack.models if s.name == model.name).shm_size.rstrip("gb"))
+        assert resources["limits"]["memory"] == f"{2 * request + shm}Gi" and resources["limits"]["cpu"] == "8"
+    proxy = objects["litellm-deployment.yaml"]["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert proxy["requests"]["memory"] == f"{math.ceil((335 + 43 * stack.proxy.workers) / 64) * 64}Mi"
+
+    custom = stack.model_copy(
+        update={
+            "kubernetes": stack.kubernetes.model_copy(
+                update={
+                    "model_resources": PodResourcesSpec(cpu_request="500m", memory_limit="64Gi"),
+                    "proxy_resources": PodResourcesSpec(cpu_limit="4", memory_request="1Gi"),
+                }
+            )
+        }
+    )
+    objects = manifests(render_kubernetes(custom, plan, "../../stack.yaml"))
+    first = objects[f"{plan.models[0].service}-deployment.yaml"]["spec"]["template"]["spec"]["containers"][0]
+    assert first["resources"]["requests"]["cpu"] == "500m" and first["resources"]["limits"]["memory"] == "64Gi"
+    proxy = objects["litellm-deployment.yaml"]["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert proxy["limits"]["cpu"] == "4" and proxy["requests"]["memory"] == "1Gi"
+    assert proxy["limits"]["memory"] == "2048Mi"
+
+
+def test_a_resource_quantity_that_is_not_one_is_refused(tmp_path: Path) -> None:
+    from tests.conftest import run_cli, write
+
+    write(
+        tmp_path / "s.yaml",
+        "name: s\ngpus: [{index: 0, type: H100-80GB}]\nmodels:\n  - {name: a, model: Qwen/Qwen2.5-7B-Instruct}\n"
+        "kubernetes:\n  model_resources: {cpu_request: lots}\n",
+    )
+    result = run_cli(["plan", "s.yaml"], tmp_path)
+    assert (result.code, result.stderr) == (
+        1,
+        "error: s.yaml:6:34: kubernetes.model_resources.cpu_request: 'lots' is not a CPU quantity like '2', '1.5' "
+        "or '500m'\n",
+    )

@@ -294,8 +294,8 @@ def test_a_model_without_facts_is_refused_by_render_and_plan_and_check_says_stal
     result = run_cli(["check", "s.yaml"], tmp_path)
     assert (result.code, result.stderr) == (
         3,
-        "error: s.yaml:4:22: models[0].model: 'acme/secret-7b' needs an entry in s.lock, which does not exist\n"
-        "error: s.lock is stale (1 problem); run: python -m gpustack_compose lock s.yaml\n",
+        "error: s.yaml:4:22: models[0].model: 'acme/secret-7b' needs an entry in s.lock, which does not exist; "
+        "run: python -m gpustack_compose lock s.yaml\n",
     )
 
 
@@ -312,8 +312,8 @@ def test_a_stale_lock_is_drift_naming_the_model(tmp_path: Path) -> None:
     result = run_cli(["check", "s.yaml"], tmp_path)
     assert (result.code, result.stderr) == (
         3,
-        "error: s.yaml:4:22: models[0].model: m/config.json changed since the lock read it\n"
-        "error: s.lock is stale (1 problem); run: python -m gpustack_compose lock s.yaml\n",
+        "error: s.yaml:4:22: models[0].model: m/config.json changed since the lock read it; "
+        "run: python -m gpustack_compose lock s.yaml\n",
     )
     relocked = run_cli(["lock", "s.yaml", "--offline"], tmp_path)
     assert relocked.stdout.startswith("  ~ ./m: config.json changed; facts: num_layers\n")
@@ -321,7 +321,22 @@ def test_a_stale_lock_is_drift_naming_the_model(tmp_path: Path) -> None:
     write(tmp_path / "s.yaml", stack_for("Qwen/Qwen2.5-7B-Instruct"))
     result = run_cli(["check", "s.yaml"], tmp_path)
     assert result.code == 3
-    assert "error: s.yaml:4:3: models: s.lock locks './m', which no model of the stack names\n" in result.stderr
+    assert result.stderr == (
+        "error: s.yaml:4:3: models: s.lock locks './m', which no model of the stack names; "
+        "run: python -m gpustack_compose lock s.yaml\n"
+    )
+
+
+def test_a_broken_lock_file_is_one_line_naming_the_file_and_field(tmp_path: Path) -> None:
+    write(tmp_path / "s.yaml", stack_for("acme/x"))
+    write(tmp_path / "s.lock", "version: 1\nmodels:\n- {model: acme/x, source: hub, facts: {hidden_size: 8}}\n")
+    for command in (["plan", "s.yaml"], ["render", "s.yaml"], ["check", "s.yaml"]):
+        assert refused(tmp_path, command) == (
+            "error: s.lock: models.0.facts.intermediate_size: Field required; write it again with "
+            "`python -m gpustack_compose lock`\n"
+        )
+    write(tmp_path / "s.lock", "version: 1\nmodels: [\n")
+    assert refused(tmp_path, ["plan", "s.yaml"]).startswith("error: s.lock:3:1: not YAML (")
 
 
 def test_the_arch_block_is_the_record_and_needs_the_real_head_count(tmp_path: Path) -> None:

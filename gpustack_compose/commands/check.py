@@ -50,16 +50,17 @@ def changed_directories(stack: StackSpec, stack_path: Path, locked: dict[str, ob
 
 
 def check_lock(stack_path: Path, output: Output) -> None:
-    """Exit 3 when the lock file is missing an entry or disagrees with the stack."""
+    """Exit 3 when the lock file is missing an entry or disagrees with the
+    stack: one line per problem, each naming the model's field."""
     stack, locked = load_with_lock(stack_path)
     name = lock_path(stack_path).as_posix()
     stale = stale_entries(stack, locked, name) + changed_directories(stack, stack_path, locked)  # type: ignore[arg-type]
-    if not stale:
-        return
-    for problem in stale:
-        output.error(located(DriftError(problem.detail, path=problem.path)).message)
-    raise DriftError(f"{name} is stale ({len(stale)} problem{'s' if len(stale) > 1 else ''}); run: "
-                     f"python -m gpustack_compose lock {stack_path.as_posix()}")  # fmt: skip
+    hint = f"run: python -m gpustack_compose lock {stack_path.as_posix()}"
+    problems = [located(DriftError(p.detail, path=p.path, hint=hint)) for p in stale]
+    for problem in problems[:-1]:
+        output.error(problem.message)
+    if problems:
+        raise problems[-1]
 
 
 def check_one(stack_path: Path, out: Path | None, output: Output, target: RenderTarget = "auto") -> None:

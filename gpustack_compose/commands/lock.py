@@ -9,7 +9,6 @@ atomically, and never when any model fails.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from gpustack_compose.console import Output
@@ -76,8 +75,8 @@ def run(*, stack_path: Path, offline: bool, output: Output) -> int:
             lines.append(f"~ {model.model}: " + "; ".join(changes(previous, entry) or ["rewritten"]))
     for name in sorted(set(old) - set(entries)):
         lines.append(f"- {name}: no model of the stack names it")
-    label = os.path.relpath(stack_path, Path.cwd()) if stack_path.is_absolute() else stack_path.as_posix()
-    states = write(stack_dir, {path.name: render_lock(Path(label).as_posix(), entries)})
+    # the stack file's name only: the lock's bytes do not depend on where lock ran from
+    states = write(stack_dir, {path.name: render_lock(stack_path.name, entries)})
     for line in lines:
         output.raw(f"  {line}\n")
     verb = "unchanged" if all(s.status == "identical" for s in states) else "written"

@@ -52,6 +52,12 @@ def model_dict(m: ModelPlan) -> dict[str, Any]:
         "after": list(m.after),
         "boot_timeout_s": m.boot_timeout_s,
         "notes": list(m.notes),
+        "architecture": m.architecture,
+        "params": m.params,
+        "facts_source": m.facts_source,
+        "weights_source": m.weights_source,
+        "revision": m.revision,
+        "facts_notes": list(m.facts_notes),
         "elastic": m.elastic,
         **({"kv_max_gib": _gib(m.kv_max_bytes), "kv_max_bytes": m.kv_max_bytes} if m.elastic else {}),
     }

@@ -34,7 +34,7 @@ from gpustack_compose.k8s.rules import HAMI_MEMORY_MIB, HAMI_MEMORY_PERCENT, che
 from gpustack_compose.planner import ModelPlan, Plan
 from gpustack_compose.render import environment, render_litellm_config
 from gpustack_compose.spec import ModelSpec, StackSpec
-from gpustack_compose.units import GiB, fmt_fraction
+from gpustack_compose.units import GiB, MiB, fmt_fraction
 from gpustack_compose.vllm_args import adapter_mounts, runtime_lora_env, serve_args
 
 WAIT_CONFIGMAP = "gsc-wait-for-health"
@@ -53,6 +53,24 @@ HAMI_GPU = "nvidia.com/gpu"
 # Default size of a rendered HF cache claim: safetensors are about the size of
 # the weights in memory; a quarter more for tokenizer, configs and a second
 # revision, plus 5 GiB slack.
+# Host memory of one vLLM 0.26.0 server, idle after boot: EngineCore 1.803 GiB +
+# API server 1.264 GiB VmRSS (Qwen2.5-14B on the H200, docs/h200-sleep-vllm-0.26.0.md).
+VLLM_HOST_RESIDENT_BYTES = round((1.803 + 1.264) * GiB)
+# The limit leaves as much again as the idle request for what that figure does
+# not include (weight loading, torch.compile workers, bursts of requests; not
+# measured), plus /dev/shm: a Memory emptyDir counts against the pod's memory.
+MEMORY_LIMIT_FACTOR = 2
+# Two busy processes per server (the EngineCore's scheduling loop and the API
+# server, as ps showed them on the H200); the limit leaves torch's threads room
+# and keeps one server from taking a whole node's cores.
+MODEL_CPU_REQUEST = "2"
+MODEL_CPU_LIMIT = "8"
+# LiteLLM 1.106.2 with --run_gunicorn, idle after /health/liveliness answered:
+# 381 / 417 / 508 MiB with 1 / 2 / 4 workers (docker stats of the rehearsal
+# image on this project's CI host, 2026-12-02): ~335 MiB + ~43 MiB per worker.
+PROXY_BASE_BYTES = 335 * MiB
+PROXY_WORKER_BYTES = 43 * MiB
+PROXY_CPU_REQUEST = "1"
 HF_CACHE_WEIGHTS_FACTOR = 1.25
 HF_CACHE_SLACK_GIB = 5
 # The compose healthcheck's timing, as probes: 2 s while booting (Compose's
@@ -118,6 +136,52 @@ def _gpu_resources(stack: StackSpec, plan: Plan, model: ModelPlan) -> list[tuple
     return [(kube.gpu_resource, "1")]
 
 
+def _gib_quantity(size: int) -> str:
+    return f"{max(1, math.ceil(size / GiB))}Gi"
+
+
+def _quantity_bytes(quantity: str) -> int:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "k": 10**3, "M": 10**6, "G": 10**9,
+             "T": 10**12, "P": 10**15}  # fmt: skip
+    for unit, factor in units.items():
+        if quantity.endswith(unit):
+            return int(quantity[: -len(unit)]) * factor
+    return int(quantity)
+
+
+def model_memory_request(model: ModelPlan) -> int:
+    """Host memory a model server holds: vLLM's resident processes and the
+    adapters its CPU cache keeps (max_cpu_loras at max_lora_rank, the GPU
+    slots' size each)."""
+    per_adapter = model.lora_bytes * model.tensor_parallel // model.max_loras if model.max_loras else 0
+    return VLLM_HOST_RESIDENT_BYTES + per_adapter * model.max_cpu_loras
+
+
+def model_resources(stack: StackSpec, spec: ModelSpec, model: ModelPlan) -> dict[str, list[tuple[str, str]]]:
+    """requests and limits of a model container: the stack's, else from the plan."""
+    wanted = stack.kubernetes.model_resources
+    request = wanted.memory_request or _gib_quantity(model_memory_request(model))
+    shm = _quantity_bytes(_docker_size_to_quantity(spec.shm_size))
+    limit = wanted.memory_limit or _gib_quantity(_quantity_bytes(request) * MEMORY_LIMIT_FACTOR + shm)
+    return {
+        "requests": [("cpu", wanted.cpu_request or MODEL_CPU_REQUEST), ("memory", request)],
+        "limits": [("cpu", wanted.cpu_limit or MODEL_CPU_LIMIT), ("memory", limit)],
+    }
+
+
+def proxy_resources(stack: StackSpec) -> dict[str, list[tuple[str, str]]]:
+    """requests and limits of the proxy container: the stack's, else from its
+    worker count (each Gunicorn worker is a process of its own)."""
+    wanted = stack.kubernetes.proxy_resources
+    idle = PROXY_BASE_BYTES + PROXY_WORKER_BYTES * stack.proxy.workers
+    request = wanted.memory_request or f"{math.ceil(idle / MiB / 64) * 64}Mi"
+    limit = wanted.memory_limit or f"{math.ceil(_quantity_bytes(request) * MEMORY_LIMIT_FACTOR / MiB / 64) * 64}Mi"
+    return {
+        "requests": [("cpu", wanted.cpu_request or PROXY_CPU_REQUEST), ("memory", request)],
+        "limits": [("cpu", wanted.cpu_limit or str(max(2, stack.proxy.workers))), ("memory", limit)],
+    }
+
+
 def _pod_annotations(stack: StackSpec, model: ModelPlan) -> list[tuple[str, str]]:
     annotations = [
         (BOOT_POSITION_LABEL, str(model.boot_position)),
@@ -164,6 +228,7 @@ def _model_pod(
         "annotations": _pod_annotations(stack, model),
         "node_selector": _node_selector(stack, model),
         "resources": _gpu_resources(stack, plan, model),
+        "host_resources": model_resources(stack, spec, model),
         "shm_size": _docker_size_to_quantity(spec.shm_size),
         "hf_claim": kube.hf_cache.claim or f"{model.service}-hf-cache",
         "hf_size": _hf_cache_size(stack, model),
@@ -200,6 +265,7 @@ def render_kubernetes(stack: StackSpec, plan: Plan, source: str) -> dict[str, st
         "proxy_port": PROXY_PORT,
         "proxy_image": stack.proxy.image or stack.images.litellm,
         "proxy_labels": _labels(stack, PROXY_SERVICE, "proxy"),
+        "proxy_resources": proxy_resources(stack),
         "proxy_selector": _selector(stack, PROXY_SERVICE),
         "proxy_waits_for": sorted(_health_url(p["name"]) for p in pods),
         "proxy_wait_timeout_s": max(budgets.values()),

@@ -25,8 +25,8 @@ from gpustack_compose.spec import ModelSpec, StackSpec, model_directory
 
 LOCK_SUFFIX = ".lock"
 HEADER = """\
-# Written by `python -m gpustack_compose lock {stack}`: the facts the planner
-# uses for each model, read once from its config.json and safetensors headers.
+# Written by `python -m gpustack_compose lock {stack}`: the facts the planner uses
+# for each model, read once from its config.json and safetensors headers.
 # Commit it; render, plan and check read it instead of the network. Do not edit.
 """
 
