@@ -45,10 +45,23 @@ CUDA_CONTEXT = 618 * MiB + 160 * MiB
 # budget (profile_cudagraph_memory() returns 0). Zero with enforce_eager.
 CUDA_GRAPHS = gib(0.16)
 
-# Resident after boot minus weights minus KV, per nvidia-smi: 1.04, 0.99, 0.98,
-# 1.17, 1.00 GiB across the runs. Plan with the top of the range (this is what
-# a server holds when the next one on the GPU takes vLLM's free-memory check).
-RESIDENT_OVERHEAD = gib(1.2)
+# Resident after boot minus weights minus KV, per nvidia-smi -- what a server
+# holds when the next one on its GPU takes vLLM's free-memory check. H100:
+# 1.04, 0.99, 0.98, 1.17, 1.00 GiB. H200 (docs/h200-vllm-0.26.0.md, table
+# (b)-(d)): warm 1.02 / 1.01 / 0.98 GiB (Qwen2.5-14B / Llama-3.1-8B /
+# Qwen2.5-7B), but a cold first boot (torch.compile from nothing) keeps more,
+# and more for a larger model: 1.59 and 1.67 GiB (14B, 27.57 GiB of weights),
+# 1.04 and 1.19 (8B, 15.00), 1.03 and 1.17 (7B, 14.29). The largest warm
+# figure (1.04) plus 2.4 % of the weights covers every run on both cards (14B
+# 1.70, 8B 1.40, 7B 1.38 GiB) and wastes at most 0.66 GiB on them.
+RESIDENT_BASE = gib(1.04)
+RESIDENT_PER_WEIGHT = 0.024
+
+
+def resident_overhead(weights_bytes: int) -> int:
+    """What a booted server holds beyond its weights and KV cache."""
+    return RESIDENT_BASE + math.ceil(weights_bytes * RESIDENT_PER_WEIGHT)
+
 
 # vLLM's KV cache block size on CUDA (tokens per block): token counts in its
 # log ("GPU KV cache size: 55,632 tokens") are multiples of it.

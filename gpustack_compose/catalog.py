@@ -45,7 +45,9 @@ class GpuType:
 GPU_TYPES: tuple[GpuType, ...] = (
     GpuType("H100-80GB", 81559, ("H100", "H100-SXM", "H100-PCIE", "H100-SXM5-80GB"), 85_017_493_504),
     GpuType("H100-NVL", 95830, ("H100-NVL-94GB",)),
-    GpuType("H200", 143771, ("H200-141GB", "H200-SXM")),
+    # CUDA's total on the H200 is nvidia-smi's total minus its "Reserved" 616 MiB, not 480:
+    # torch.cuda.mem_get_info()[1] = 150,109,880,320 B (docs/h200-vllm-0.26.0.md).
+    GpuType("H200", 143771, ("H200-141GB", "H200-SXM"), 150_109_880_320),
     GpuType("A100-40GB", 40960, ("A100-SXM4-40GB", "A100-PCIE-40GB")),
     GpuType("A100-80GB", 81920, ("A100", "A100-SXM4-80GB", "A100-PCIE-80GB")),
     GpuType("L40S", 46068),

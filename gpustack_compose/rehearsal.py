@@ -47,7 +47,7 @@ def sim_environment(stack: StackSpec, plan: Plan, model: ModelPlan, options: Reh
         "GSC_SIM_WEIGHTS_BYTES": str(model.weights_bytes),
         "GSC_SIM_PROFILE_BYTES": str(model.activation_bytes + model.non_torch_bytes + model.lora_bytes),
         "GSC_SIM_CONTEXT_BYTES": str(cal.CUDA_CONTEXT),
-        "GSC_SIM_OVERHEAD_BYTES": str(cal.RESIDENT_OVERHEAD),
+        "GSC_SIM_OVERHEAD_BYTES": str(cal.resident_overhead(model.weights_bytes)),
         "GSC_SIM_KV_BYTES_PER_TOKEN": str(model.kv_bytes_per_token),
         "GSC_SIM_LOAD_S": f"{load_seconds(model, options):g}",
         "GSC_SIM_INSTANCE": model.service,

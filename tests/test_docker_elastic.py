@@ -90,6 +90,6 @@ def test_a_burst_borrows_idle_pages_within_its_cap_and_gives_them_back(workdir: 
         assert sum(second["peak"]["claims"].values()) <= gpu.total_bytes - gpu.reserve_bytes
         assert b.kv_max_bytes >= second["peak"]["used"]
         # what a server holds when idle: its weights and overheads, no KV pages
-        assert base["a"] == a.weights_bytes + cal.RESIDENT_OVERHEAD
+        assert base["a"] == a.weights_bytes + cal.resident_overhead(a.weights_bytes)
     finally:
         run_module(["down", "s.yaml", "--rehearsal"], workdir)

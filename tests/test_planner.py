@@ -96,10 +96,11 @@ models:
     assert a.max_concurrency == pytest.approx(6.79, abs=0.05)
     # B measured 8.11 GiB; the plan may only be lower (the safe side)
     assert 7.0 < b.kv_bytes / GIB_F <= 8.11
-    # B's startup snapshot saw 39.86 GiB free: the plan is within 0.3 GiB, below it
-    assert 39.86 - 0.3 < b.free_at_start_bytes / GIB_F <= 39.86
+    # B's startup snapshot saw 39.86 GiB free: the plan is below it, by less than 0.8 GiB (it
+    # also covers the H200's cold boots, which kept more: calibration.resident_overhead)
+    assert 39.86 - 0.8 < b.free_at_start_bytes / GIB_F <= 39.86
     # nvidia-smi showed A at 38.80 GiB resident: the plan holds at least that
-    assert 38.80 <= a.resident_bytes / GIB_F < 38.80 + 0.3
+    assert 38.80 <= a.resident_bytes / GIB_F < 38.80 + 0.8
 
 
 def test_oversubscribed_split_is_refused_with_the_numbers() -> None:
@@ -166,7 +167,7 @@ def test_boot_time_rule_uses_what_earlier_servers_hold() -> None:
     assert str(error.value) == (
         "models[1].memory: GPU 0 (10 GiB): when tiny2 (boot position 2) starts, vLLM needs 0.5 x 10.00 GiB = "
         "5.00 GiB free, "
-        "but only 4.58 GiB will be (10.00 GiB - 0.00 GiB reserve - 5.42 GiB held by tiny); lower a fraction"
+        "but only 4.70 GiB will be (10.00 GiB - 0.00 GiB reserve - 5.30 GiB held by tiny); lower a fraction"
     )
 
 
@@ -256,11 +257,16 @@ def test_lora_slot_memory_on_two_architectures() -> None:
     llama8 = find_model("meta-llama/Llama-3.1-8B-Instruct")
     assert qwen14 is not None and llama8 is not None
     # Qwen2.5-14B: H 5120, q 40x128 = 5120, kv 8x128 = 1024, I 13824, 48 layers
-    # per layer in+out: 7x5120 + 2x5120 + 2x1024 + 3x13824 = 89,600
-    assert lora_slot_bytes(qwen14[0].facts, 4, 16, 2) == 48 * 89_600 * 4 * 16 * 2 == 550_502_400
+    # per layer in+out: 7x5120 + 2x5120 + 2x1024 + 3x13824 = 89,600; the embedding and the
+    # LM head: 2 x (vocab 152,064 + 5,120)
+    vocabulary = 2 * (152_064 + 5120)
+    assert lora_slot_bytes(qwen14[0].facts, 4, 16, 2) == (48 * 89_600 + vocabulary) * 4 * 16 * 2 == 590_741_504
     # Llama-3.1-8B: H 4096, q 4096, kv 1024, I 14336, 32 layers
     # per layer: 7x4096 + 2x4096 + 2x1024 + 3x14336 = 81,920
-    assert lora_slot_bytes(llama8[0].facts, 2, 8, 2) == 32 * 81_920 * 2 * 8 * 2 == 83_886_080
+    vocabulary = 2 * (128_256 + 4096)
+    assert lora_slot_bytes(llama8[0].facts, 2, 8, 2) == (32 * 81_920 + vocabulary) * 2 * 8 * 2
+    # the H200 run: 4 slots of rank 16 took 0.36 +- 0.01 GiB ("Model loading took" 15.36 vs 15.00 GiB)
+    assert lora_slot_bytes(llama8[0].facts, 4, 16, 2) / GIB_F == pytest.approx(0.36, rel=0.05)
 
 
 def test_catalog_parameter_counts_match_published_sizes() -> None:

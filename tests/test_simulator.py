@@ -115,6 +115,7 @@ def test_unknown_flag_is_refused_like_vllm() -> None:
 
 def test_every_flag_the_renderer_emits_is_accepted() -> None:
     from gpustack_compose.loaded import load_and_plan
+    from gpustack_compose.units import fmt_fraction
     from gpustack_compose.vllm_args import serve_args
     from tests.conftest import REPO
 
@@ -124,7 +125,8 @@ def test_every_flag_the_renderer_emits_is_accepted() -> None:
         for spec in stack.models:
             args = parse(serve_args(spec, plan.model(spec.name)))
             assert args.served_model_name == spec.name
-            assert args.gpu_memory_utilization == plan.model(spec.name).fraction
+            # as rendered (fmt_fraction), not the float the planner computed it as
+            assert args.gpu_memory_utilization == float(fmt_fraction(plan.model(spec.name).fraction))
             assert set(args.lora_modules) == {lora.name for lora in spec.loras}
 
 
