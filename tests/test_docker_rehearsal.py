@@ -265,7 +265,7 @@ def test_hostile_strings_reach_the_container_unchanged(workdir: Path, built_imag
         name,
         f"""\
   - name: a
-    model: /models/x$y
+    model: acme/x$y
     memory: 0.3
     max_model_len: 4096
     env: {{NOTE: {json.dumps(note, ensure_ascii=False)}}}
@@ -291,11 +291,37 @@ def test_hostile_strings_reach_the_container_unchanged(workdir: Path, built_imag
                                                               "name": "-a-"})[0]  # fmt: skip
         config_seen = container.attrs["Config"]
         assert config_seen["Cmd"] == serve_args(stack.models[0], plan.model("a"))
-        assert "/models/x$y" in config_seen["Cmd"] and config in config_seen["Cmd"]
+        assert "acme/x$y" in config_seen["Cmd"] and config in config_seen["Cmd"]
         assert f"NOTE={note}" in config_seen["Env"]
     finally:
         compose.run(["down", "-v"], project=target.project, files=target.files, env=target.env, timeout=120)
         forget_rehearsal(stack)
+
+
+@pytest.mark.usefixtures("built_images")
+def test_a_model_directory_rehearses_without_the_folder(workdir: Path) -> None:
+    """A model directory of the GPU host (issue 17): rendered as a read-only
+    bind at /models/<name>; the rehearsal puts a tmpfs there instead, so the
+    engine needs no such folder."""
+    import shutil
+
+    from tests.conftest import REPO
+
+    name = unique("dir")
+    (workdir / "models" / "ft").mkdir(parents=True)
+    shutil.copy(REPO / "tests" / "data" / "model-configs" / "Qwen--Qwen2.5-7B-Instruct.json",
+                workdir / "models" / "ft" / "config.json")  # fmt: skip
+    write(
+        workdir / "s.yaml", stack_text(name, "  - {name: ft, model: ./models/ft, memory: 0.5, max_model_len: 4096}\n")
+    )
+    assert run_module(["lock", "s.yaml"], workdir).code == 0
+    shutil.rmtree(workdir / "models")  # the weights live on the GPU host only
+    try:
+        result = run_module(["rehearse", "s.yaml", "--load-s", "2", "--report", "r.json"], workdir)
+        assert result.code == 0, result.stderr
+        assert services(report_of(workdir / "r.json"))["ft"]["healthy_at"]
+    finally:
+        run_module(["down", "s.yaml", "--rehearsal"], workdir)
 
 
 PARALLEL_MODELS = """\

@@ -45,6 +45,8 @@ def model_dict(m: ModelPlan) -> dict[str, Any]:
         "max_num_batched_tokens": m.max_num_batched_tokens,
         "min_fraction": float(fmt_fraction(m.min_fraction)),
         "free_at_start_gib": _gib(m.free_at_start_bytes),
+        "resident_gib": _gib(m.resident_bytes),
+        "peak_gib": _gib(m.peak_bytes),
         "gpus": list(m.gpus),
         "placed": m.placed,
         "tensor_parallel": m.tensor_parallel,
