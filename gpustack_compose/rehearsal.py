@@ -44,10 +44,12 @@ def sim_environment(stack: StackSpec, plan: Plan, model: ModelPlan, options: Reh
         "GSC_SIM_GPU": model.gpu_label,
         "GSC_SIM_GPU_TOTAL_BYTES": str(gpu.total_bytes),
         "GSC_SIM_GPU_RESERVE_BYTES": str(gpu.reserve_bytes),
-        "GSC_SIM_WEIGHTS_BYTES": str(model.weights_bytes),
-        "GSC_SIM_PROFILE_BYTES": str(model.activation_bytes + model.non_torch_bytes + model.lora_bytes),
+        # LoRA slots are allocated with the weights ("Model loading took" includes them) and
+        # stay resident, as measured on the H200 (docs/h200-truth-2026-12-02.md)
+        "GSC_SIM_WEIGHTS_BYTES": str(model.weights_bytes + model.lora_bytes),
+        "GSC_SIM_PROFILE_BYTES": str(model.activation_bytes + model.non_torch_bytes),
         "GSC_SIM_CONTEXT_BYTES": str(cal.CUDA_CONTEXT),
-        "GSC_SIM_OVERHEAD_BYTES": str(cal.resident_overhead(model.weights_bytes)),
+        "GSC_SIM_OVERHEAD_BYTES": str(cal.resident_overhead(model.weights_bytes)),  # the planner's residency
         "GSC_SIM_KV_BYTES_PER_TOKEN": str(model.kv_bytes_per_token),
         "GSC_SIM_LOAD_S": f"{load_seconds(model, options):g}",
         "GSC_SIM_INSTANCE": model.service,

@@ -298,3 +298,43 @@ def test_the_cpu_adaptation_reads_a_prefix_as_its_flag() -> None:
     adapted = cpu_adaptation(["m", "--tensor-parallel", "2", "--max-num-seqs", "8"], frozenset())
     assert adapted.args == ["m", "--max-num-seqs", "8"]
     assert adapted.differences == ["dropped --tensor-parallel 2: one CPU process stands in for 2 GPUs"]
+
+
+def test_the_simulators_memory_phases_against_the_h200_run() -> None:
+    """Issue 18: what the simulator holds once each server is up (weights + its
+    --kv-cache-memory-bytes + the residency it is given) and what the next
+    server's free-memory check then finds (LoRA slots load with the weights), against nvidia-smi and vLLM's own
+    startup snapshot on the H200 (docs/h200-truth-2026-12-02.md): never less
+    than vLLM used nor more free than vLLM saw, and within 0.8 GiB of both."""
+    from gpustack_compose.loaded import load_and_plan
+    from gpustack_compose.rehearsal import sim_environment
+    from gpustack_compose.simulator.server import Settings
+    from gpustack_compose.stand_in import RehearsalOptions
+    from gpustack_compose.units import GiB
+    from tests.conftest import REPO
+
+    runs = REPO / "docs" / "h200-truth-2026-12-02"
+    measured = {}
+    for summary in sorted(runs.glob("*.summary.json")):
+        for key, stack in json.loads(summary.read_text()).items():
+            if key != "env":
+                measured.update({(key, s["service"]): s for s in stack["servers"]})
+    options = RehearsalOptions(model_image="sim", proxy_image="litellm")
+    checked = 0
+    for key in ("seq", "auto", "lora"):
+        loaded = load_and_plan(REPO / "bench" / "gpu" / "stacks" / f"h200-{key}.yaml")
+        held = 0
+        for model in loaded.plan.boot_ordered():
+            settings = Settings.from_env(sim_environment(loaded.stack, loaded.plan, model, options))
+            gpu = settings.gpus[0]
+            seen = measured[(key, model.service)]
+            assert settings.weights_bytes is not None
+            # "Model loading took", LoRA slots included
+            assert settings.weights_bytes / GiB == pytest.approx(seen["weights_gib"], abs=0.35)
+            free_at_start = (gpu.total_bytes - gpu.reserve_bytes - held) / GiB
+            assert 0 <= seen["free_at_start_gib"] - free_at_start < 0.8, (key, model.name)
+            idle = (settings.weights_bytes + model.kv_bytes + settings.overhead_bytes) / GiB
+            assert 0 <= idle - seen["gpu_mib"]["idle"] / 1024 < 0.8, (key, model.name)
+            held += settings.weights_bytes + model.kv_bytes + settings.overhead_bytes
+            checked += 1
+    assert checked == 6
