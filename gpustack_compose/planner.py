@@ -818,7 +818,12 @@ def _plan_gpu(
         free_at_start = card.total - card.reserve - held
         if not parallel:  # a parallel boot's worst case is checked once all are planned
             _check_free_at_start(card, need, position, fraction, share, free_at_start, plans, violations)  # check 3
-        resident = need.weights_bytes + need.lora_bytes + max(0, kv) + cal.resident_overhead(need.weights_bytes)
+        # What it holds once up, never past its own peak: no server on the H100 or the
+        # H200 ever did (docs/h200-vllm-0.26.0.md, "No server ever exceeded the plan's peak").
+        resident = min(
+            need.weights_bytes + need.lora_bytes + max(0, kv) + cal.resident_overhead(need.weights_bytes),
+            share + need.outside_share_bytes,
+        )
         held += resident
         plans.append(
             ModelPlan(

@@ -49,7 +49,10 @@ def sim_environment(stack: StackSpec, plan: Plan, model: ModelPlan, options: Reh
         "GSC_SIM_WEIGHTS_BYTES": str(model.weights_bytes + model.lora_bytes),
         "GSC_SIM_PROFILE_BYTES": str(model.activation_bytes + model.non_torch_bytes),
         "GSC_SIM_CONTEXT_BYTES": str(cal.CUDA_CONTEXT),
-        "GSC_SIM_OVERHEAD_BYTES": str(cal.resident_overhead(model.weights_bytes)),  # the planner's residency
+        # the planner's residency: what it holds once up beyond weights, LoRA and KV
+        "GSC_SIM_OVERHEAD_BYTES": str(
+            model.resident_bytes - model.weights_bytes - model.lora_bytes - (0 if model.elastic else model.kv_bytes)
+        ),
         "GSC_SIM_KV_BYTES_PER_TOKEN": str(model.kv_bytes_per_token),
         "GSC_SIM_LOAD_S": f"{load_seconds(model, options):g}",
         "GSC_SIM_INSTANCE": model.service,

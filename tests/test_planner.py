@@ -167,7 +167,7 @@ def test_boot_time_rule_uses_what_earlier_servers_hold() -> None:
     assert str(error.value) == (
         "models[1].memory: GPU 0 (10 GiB): when tiny2 (boot position 2) starts, vLLM needs 0.5 x 10.00 GiB = "
         "5.00 GiB free, "
-        "but only 4.70 GiB will be (10.00 GiB - 0.00 GiB reserve - 5.30 GiB held by tiny); lower a fraction"
+        "but only 4.74 GiB will be (10.00 GiB - 0.00 GiB reserve - 5.26 GiB held by tiny); lower a fraction"
     )
 
 
