@@ -32,7 +32,7 @@ from gpustack_compose.contract import service_name
 from gpustack_compose.errors import PlanError
 from gpustack_compose.model_facts import architectures
 from gpustack_compose.model_facts import params as shapes
-from gpustack_compose.model_facts.record import ModelEntry, ModelFacts
+from gpustack_compose.model_facts.record import ModelEntry, ModelFacts, revision_drift
 from gpustack_compose.placement import Card, Demand, place
 from gpustack_compose.spec import BootMode, GpuSpec, MemoryMode, ModelSpec, StackSpec, gpu_path, model_gpus
 from gpustack_compose.units import GiB, ceil_to, floor_to, fmt_fraction, fmt_gib, gib
@@ -281,14 +281,14 @@ def facts_of(model: ModelSpec, locked: Mapping[str, ModelEntry]) -> tuple[ModelF
         return model.arch, "the stack's arch: block", None, model.revision
     entry = locked.get(model.model)
     if entry is not None:
-        if entry.source in ("hub", "hf-cache") and entry.ref != model.revision:
+        if revision_drift(entry, model):
             raise PlanError(
                 f"the lock file was written for revision {entry.ref or 'main'!r}, the stack asks for "
                 f"{model.revision or 'main'!r}",
                 path=("models", -1, "revision"),
                 hint="run `python -m gpustack_compose lock` on the stack file again",
             )
-        pinned = entry.revision if entry.source in ("hub", "hf-cache") else model.revision
+        pinned = entry.revision if entry.pins_commit else model.revision
         return entry.facts, FACTS_SOURCES[entry.source], None, pinned
     found = find_model(model.model)
     if found is None:
@@ -316,10 +316,19 @@ def weights_bytes(arch: ModelFacts, dtype_bytes: int, quantization: str | None, 
     return math.ceil(full / tensor_parallel) + cal.WEIGHTS_LOAD_OVERHEAD
 
 
-def _checkpoint_bytes(arch: ModelFacts, dtype_bytes: int, quantization: str | None) -> int:
+def _stored_bytes(arch: ModelFacts, dtype_bytes: int) -> int | None:
+    """The safetensors bytes when they are what vLLM loads: a quantized
+    checkpoint, or one served no wider than 16 bits."""
     stored = arch.weights
     if stored is not None and stored.bytes and (arch.quantization is not None or dtype_bytes <= 2):
         return stored.bytes
+    return None
+
+
+def _checkpoint_bytes(arch: ModelFacts, dtype_bytes: int, quantization: str | None) -> int:
+    stored = _stored_bytes(arch, dtype_bytes)
+    if stored is not None:
+        return stored
     if arch.quantization is not None:
         q = arch.quantization
         return shapes.computed_weights_bytes(arch, dtype_bytes, q.bits, q.scope)
@@ -330,7 +339,7 @@ def _checkpoint_bytes(arch: ModelFacts, dtype_bytes: int, quantization: str | No
 
 def weights_source(arch: ModelFacts, dtype_bytes: int) -> str:
     stored = arch.weights
-    if stored is not None and stored.bytes and (arch.quantization is not None or dtype_bytes <= 2):
+    if stored is not None and _stored_bytes(arch, dtype_bytes) is not None:
         return f"safetensors headers ({stored.files} file{'s' if stored.files != 1 else ''}, exact)"
     if arch.quantization is not None:
         return f"computed: {arch.quantization.method} at {arch.quantization.bits:.3g} bits per weight"

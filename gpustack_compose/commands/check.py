@@ -14,6 +14,7 @@ from gpustack_compose.console import Output
 from gpustack_compose.errors import EXIT_DRIFT, ArgumentError, DriftError, GscError
 from gpustack_compose.loaded import load_and_plan, load_with_lock, located
 from gpustack_compose.model_facts.lock import Stale, lock_path, stale_entries
+from gpustack_compose.model_facts.record import ModelEntry
 from gpustack_compose.model_facts.sources import CONFIG_FILE, config_digest, directory_of
 from gpustack_compose.spec import StackSpec
 from gpustack_compose.writer import unified_diff
@@ -30,7 +31,7 @@ def stack_files(paths: tuple[Path, ...]) -> list[Path]:
     return found
 
 
-def changed_directories(stack: StackSpec, stack_path: Path, locked: dict[str, object] | None) -> list[Stale]:
+def changed_directories(stack: StackSpec, stack_path: Path, locked: dict[str, ModelEntry] | None) -> list[Stale]:
     """Model directories present on this host whose config.json is no longer
     the one the lock read."""
     found = []
@@ -44,7 +45,7 @@ def changed_directories(stack: StackSpec, stack_path: Path, locked: dict[str, ob
             digest = config_digest(config.read_bytes())
         except OSError:
             continue
-        if digest != getattr(entry, "config_sha256", None):
+        if digest != entry.config_sha256:
             found.append(Stale(("models", position, "model"), f"{config} changed since the lock read it"))
     return found
 
@@ -54,7 +55,7 @@ def check_lock(stack_path: Path, output: Output) -> None:
     stack: one line per problem, each naming the model's field."""
     stack, locked = load_with_lock(stack_path)
     name = lock_path(stack_path).as_posix()
-    stale = stale_entries(stack, locked, name) + changed_directories(stack, stack_path, locked)  # type: ignore[arg-type]
+    stale = stale_entries(stack, locked, name) + changed_directories(stack, stack_path, locked)
     hint = f"run: python -m gpustack_compose lock {stack_path.as_posix()}"
     problems = [located(DriftError(p.detail, path=p.path, hint=hint)) for p in stale]
     for problem in problems[:-1]:

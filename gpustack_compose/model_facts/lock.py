@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from gpustack_compose.catalog import find_model
 from gpustack_compose.errors import FieldPath, ModelFileError
-from gpustack_compose.model_facts.record import ModelEntry
+from gpustack_compose.model_facts.record import ModelEntry, revision_drift
 from gpustack_compose.spec import ModelSpec, StackSpec, model_directory
 
 LOCK_SUFFIX = ".lock"
@@ -114,7 +114,7 @@ def stale_entries(stack: StackSpec, entries: Mapping[str, ModelEntry] | None, lo
                 )
                 found.append(Stale(("models", position, "model"), detail))
             continue
-        if model.arch is None and entry.source in ("hub", "hf-cache") and entry.ref != model.revision:
+        if model.arch is None and revision_drift(entry, model):
             found.append(
                 Stale(
                     ("models", position, "revision"),

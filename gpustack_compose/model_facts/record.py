@@ -9,7 +9,7 @@ when they are there (``safetensors``).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -152,3 +152,19 @@ class ModelEntry(_Record):
     url: str | None = Field(default=None, description="Where the facts come from (the catalog's citation).")
     aliases: tuple[str, ...] = ()
     facts: ModelFacts
+
+    @property
+    def pins_commit(self) -> bool:
+        """Read from the Hub or its cache at a commit, which vLLM is then told to load."""
+        return self.source in ("hub", "hf-cache")
+
+
+class _AsksForRevision(Protocol):
+    @property
+    def revision(self) -> str | None: ...
+
+
+def revision_drift(entry: ModelEntry, model: _AsksForRevision) -> bool:
+    """The entry was written for another revision than the stack's model asks
+    for (``model``: a spec.ModelSpec; the record module sits below the spec)."""
+    return entry.pins_commit and entry.ref != model.revision
