@@ -427,10 +427,9 @@ def lora_slot_bytes(arch: ModelFacts, max_loras: int, max_rank: int, dtype_bytes
     whole on every card; the rest (2q + 2kv + 3I) is sharded.
 
     vLLM also wraps the token embedding (A: vocab x rank, B: H x rank) and the
-    LM head (A: rank x H, B: vocab x rank), whole on every card
-    (``lora/layers/vocal_parallel_embedding.py``, ``logits_processor.py``
-    ``create_lora_weights`` in 0.26.0): on the H200 Llama-3.1-8B with 4 slots
-    of rank 16 took 0.36 +- 0.01 GiB, the layers alone 0.312 GiB.
+    LM head (A: rank x H, B: vocab x rank), whole on every card (docs/facts.md,
+    "vLLM"): on the H200 Llama-3.1-8B with 4 slots of rank 16 took 0.36 +- 0.01
+    GiB, 0.344 planned (docs/h200-truth-2026-12-02.md).
     """
     q = arch.num_attention_heads * arch.head_dim
     kv = arch.num_kv_heads * arch.head_dim
@@ -446,8 +445,8 @@ def kv_bytes_per_token(arch: ModelFacts, model_dtype_bytes: int, kv_cache_dtype:
     replicated head when tp exceeds them (vLLM's QKVParallelLinear).
 
     Multi-head latent attention caches one latent of kv_lora_rank +
-    qk_rope_head_dim per token and layer, the same on every card (vLLM's
-    model_arch_config_convertor get_head_size with one KV head)."""
+    qk_rope_head_dim per token and layer, the same on every card (docs/facts.md,
+    "Reading a model's files")."""
     dtype_bytes = KV_DTYPE_BYTES.get(kv_cache_dtype, model_dtype_bytes)
     if arch.mla is not None:
         return arch.num_layers * (arch.mla.kv_lora_rank + arch.mla.qk_rope_head_dim) * dtype_bytes

@@ -65,9 +65,8 @@ MEMORY_LIMIT_FACTOR = 2
 # and keeps one server from taking a whole node's cores.
 MODEL_CPU_REQUEST = "2"
 MODEL_CPU_LIMIT = "8"
-# LiteLLM 1.106.2 with --run_gunicorn, idle after /health/liveliness answered:
-# 381 / 417 / 508 MiB with 1 / 2 / 4 workers (docker stats of the rehearsal
-# image on this project's CI host, 2026-12-02): ~335 MiB + ~43 MiB per worker.
+# LiteLLM 1.106.2 with --run_gunicorn, idle: 381 / 417 / 508 MiB with 1 / 2 / 4
+# workers (docs/facts.md, "LiteLLM proxy"): ~335 MiB + ~43 MiB per worker.
 PROXY_BASE_BYTES = 335 * MiB
 PROXY_WORKER_BYTES = 43 * MiB
 PROXY_CPU_REQUEST = "1"

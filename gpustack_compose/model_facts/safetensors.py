@@ -2,7 +2,7 @@
 
 A safetensors file starts with an 8-byte little-endian header length and a
 JSON header mapping each tensor name to its dtype, shape and data offsets
-(huggingface.co/docs/safetensors, "Format"). Only the header is read, never
+(docs/facts.md, "Reading a model's files"). Only the header is read, never
 the data: a local file is opened and its first bytes parsed; a Hub file is
 read with huggingface_hub's ranged GET (``HfApi.get_safetensors_metadata``),
 whose per-file ``TensorInfo`` the same summing code takes.
