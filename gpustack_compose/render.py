@@ -38,13 +38,26 @@ from gpustack_compose.contract import (
     PROXY_SERVICE,
     ROLE_LABEL,
     ROLE_MODEL,
+    SLEEP_LEVEL_LABEL,
     SVG_FILE,
+    SWAP_CONFIG,
+    SWAP_NETWORK,
+    SWAP_PORT,
+    SWAP_SERVICE,
     kvcached_ipc_name,
 )
 from gpustack_compose.planner import ModelPlan, Plan
+from gpustack_compose.render_swap import (
+    dependencies,
+    first_sleep_steps,
+    has_swap,
+    proxy_api_base,
+    swap_config,
+    swap_gpus,
+)
 from gpustack_compose.spec import ModelSpec, StackSpec, model_image
 from gpustack_compose.units import fmt_fraction, fmt_gib
-from gpustack_compose.vllm_args import adapter_mounts, model_mount, runtime_lora_env, serve_args
+from gpustack_compose.vllm_args import adapter_mounts, model_mount, runtime_lora_env, serve_args, sleep_env
 from gpustack_compose.vram_svg import picture
 
 
@@ -316,19 +329,23 @@ def _model_service(stack: StackSpec, spec: ModelSpec, plan: ModelPlan, stack_dir
         # What `up` caps with `kvctl limit <ipc> <bytes>` once the GPU's servers are healthy.
         labels[KVCACHED_IPC_LABEL] = kvcached_ipc_name(stack.name, plan.service)
         labels[KV_MAX_BYTES_LABEL] = str(plan.kv_max_bytes)
+    if plan.swappable:
+        labels[SLEEP_LEVEL_LABEL] = str(plan.sleep_level)
     ipc = _ipc(full, plan)
     elastic_env = kvcached_env(stack, full, plan) if plan.elastic else {}
     return {
         "service": plan.service,
         "image": model_image(stack, spec, elastic=plan.elastic),
         "args": serve_args(spec, plan),
-        "env": sorted({**runtime_lora_env(spec), **elastic_env, **spec.env}.items()),
+        "env": sorted({**runtime_lora_env(spec), **elastic_env, **sleep_env(plan), **spec.env}.items()),
         "mounts": mounts,
         # Docker sizes /dev/shm only for a container with its own IPC namespace.
         "shm_size": spec.shm_size if ipc is None or ipc == "shareable" else None,
         "ipc": ipc,
         "gpu_ids": [str(i) for i in plan.gpus],
-        "after": plan.after,
+        "after": dependencies(full, plan),
+        # A swappable server's dev-mode endpoints: reachable from its coordinator only.
+        "networks": [SWAP_NETWORK] if plan.swappable else [],
         "timing": timing,
         "labels": sorted(labels.items()),
     }
@@ -341,20 +358,22 @@ def _relative_to_output(stack_dir: str, host_path: str) -> str:
     return joined if joined.startswith(("../", "/")) else "./" + joined
 
 
-def proxy_routes(stack: StackSpec, plan: Plan) -> list[dict[str, str]]:
+def proxy_routes(stack: StackSpec, plan: Plan) -> list[dict[str, Any]]:
     """LiteLLM's model_list: one route per model and per LoRA adapter."""
     specs = {m.name: m for m in stack.models}
     routes = []
     for model_plan in plan.models:
         spec = specs[model_plan.name]
-        routes.append({"name": spec.name, "service": model_plan.service, "kind": "model"})
-        routes += [{"name": lora.name, "service": model_plan.service, "kind": "adapter"} for lora in spec.loras]
+        route: dict[str, Any] = {"service": model_plan.service, "api_base": proxy_api_base(model_plan),
+                 "swappable": model_plan.swappable}  # fmt: skip
+        routes.append({"name": spec.name, "kind": "model", **route})
+        routes += [{"name": lora.name, "kind": "adapter", **route} for lora in spec.loras]
     return routes
 
 
 def render_litellm_config(stack: StackSpec, plan: Plan, source: str) -> str:
     """``litellm/config.yaml``; the Kubernetes target puts the same text in a ConfigMap."""
-    context = {"source": source, "routes": proxy_routes(stack, plan), "proxy": stack.proxy, "model_port": MODEL_PORT}
+    context = {"source": source, "routes": proxy_routes(stack, plan), "proxy": stack.proxy}
     return environment().get_template("litellm-config.yaml.j2").render(context)
 
 
@@ -374,6 +393,11 @@ def render(stack: StackSpec, plan: Plan, source: str) -> dict[str, str]:
     proxy_timing = healthcheck.timing(stack.docker.min_engine, healthcheck.PROXY_START_PERIOD_S)
     routes = proxy_routes(stack, plan)
     runtime = [m.name for m in stack.models if m.runtime_loras is not None]
+    swap = has_swap(plan)
+    proxy_after = [{"service": m.service, "condition": "service_healthy"} for m in plan.boot_ordered()
+                   if not m.swappable]  # fmt: skip
+    if swap:
+        proxy_after.append({"service": SWAP_SERVICE, "condition": "service_healthy"})
     context = {
         "stack": stack,
         "plan": plan,
@@ -397,11 +421,24 @@ def render(stack: StackSpec, plan: Plan, source: str) -> dict[str, str]:
         "placed": [m for m in plan.models if m.placed and len(plan.gpus) > 1],
         "tensor_parallel": [m for m in plan.models if m.tensor_parallel > 1],
         "ipc_names": {m.name: kvcached_ipc_name(stack.name, m.service) for m in plan.models if m.elastic},
+        "proxy_after": proxy_after,
+        "swap": swap,
+        "swap_service": SWAP_SERVICE,
+        "swap_port": SWAP_PORT,
+        "swap_network": SWAP_NETWORK,
+        "swap_config": SWAP_CONFIG,
+        "swap_image": stack.images.swap,
+        "swap_gpu_ids": [str(i) for i in swap_gpus(plan)],
+        "first_sleeps": first_sleep_steps(plan),
+        "swap_timing": healthcheck.timing(stack.docker.min_engine, healthcheck.PROXY_START_PERIOD_S),
     }
-    return {
+    files = {
         COMPOSE_FILE: env.get_template("docker-compose.yml.j2").render(context),
         LITELLM_CONFIG: render_litellm_config(stack, plan, source),
         ENV_EXAMPLE: env.get_template("env.example.j2").render(context),
         PLAN_FILE: env.get_template("PLAN.md.j2").render(context),
         SVG_FILE: render_svg(plan, source),
     }
+    if swap:
+        files[SWAP_CONFIG] = swap_config(stack, plan)
+    return files

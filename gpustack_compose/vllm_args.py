@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from gpustack_compose import vllm_flags as flags
-from gpustack_compose.contract import ADAPTER_ROOT, MODEL_MOUNT_ROOT, MODEL_PORT, RUNTIME_ADAPTERS, RUNTIME_LORA_ENV
+from gpustack_compose.contract import (
+    ADAPTER_ROOT,
+    MODEL_MOUNT_ROOT,
+    MODEL_PORT,
+    RUNTIME_ADAPTERS,
+    RUNTIME_LORA_ENV,
+    SLEEP_ENDPOINTS_ENV,
+)
 from gpustack_compose.planner import ModelPlan
 from gpustack_compose.spec import LoraSpec, ModelSpec, model_directory
 from gpustack_compose.units import fmt_fraction
@@ -73,6 +80,11 @@ def runtime_lora_env(spec: ModelSpec) -> dict[str, str]:
     return {allow: "True", resolver_dir: RUNTIME_ADAPTERS}
 
 
+def sleep_env(plan: ModelPlan) -> dict[str, str]:
+    """A swappable server's sleep endpoints exist only in vLLM's dev mode."""
+    return {SLEEP_ENDPOINTS_ENV: "1"} if plan.swappable else {}
+
+
 def model_mount(spec: ModelSpec) -> str | None:
     """Where a model directory of the host is mounted in its container."""
     return f"{MODEL_MOUNT_ROOT}/{spec.name}" if model_directory(spec.model) is not None else None
@@ -105,6 +117,8 @@ def serve_args(spec: ModelSpec, plan: ModelPlan) -> list[str]:
         args.append(flags.ENFORCE_EAGER)
     if plan.trust_remote_code:
         args.append(flags.TRUST_REMOTE_CODE)
+    if plan.swappable:
+        args.append(flags.ENABLE_SLEEP_MODE)
     if spec.serves_loras:
         args += [
             flags.ENABLE_LORA,

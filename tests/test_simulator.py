@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -338,3 +339,109 @@ def test_the_simulators_memory_phases_against_the_h200_run() -> None:
             held += settings.weights_bytes + model.kv_bytes + settings.overhead_bytes
             checked += 1
     assert checked == 6
+
+
+# -- sleep mode (vLLM 0.26.0's dev-mode endpoints, docs/h200-sleep-vllm-0.26.0.md) --
+
+
+def sleeper(tmp_path: Path, name: str, port: int, fraction: str, extra_env: dict[str, str]) -> subprocess.Popen[str]:
+    return start(
+        ["Qwen/Qwen2.5-7B-Instruct", "--served-model-name", name, "--port", str(port), "--host", "127.0.0.1",
+         "--gpu-memory-utilization", fraction, "--enable-sleep-mode"],
+        {"GSC_SIM_LOAD_S": "0.5", "GSC_SIM_LEDGER_DIR": str(tmp_path / "ledger"), "GSC_SIM_INSTANCE": name,
+         "GSC_SIM_GPU_TOTAL_BYTES": str(100 * GiB), "GSC_SIM_GPU_RESERVE_BYTES": "0",
+         "GSC_SIM_WEIGHTS_BYTES": str(20 * GiB), "GSC_SIM_SLEEP_S": "0.05", "GSC_SIM_WAKE_S": "0.05",
+         "GSC_SIM_FIRST_SLEEP_S": "0.3", "GSC_SIM_RELOAD_S": "0.2", "VLLM_SERVER_DEV_MODE": "1", **extra_env},
+    )  # fmt: skip
+
+
+def chat(port: int, name: str, timeout: float = 10) -> httpx.Response:
+    body = {"model": name, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    return httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=timeout)
+
+
+def test_sleep_frees_the_card_and_a_held_request_is_answered_after_the_wake(tmp_path: Path) -> None:
+    port = free_port()
+    proc = sleeper(tmp_path, "a", port, "0.5", {})
+    try:
+        wait_port(port)
+        base = f"http://127.0.0.1:{port}"
+        ledger = Ledger(tmp_path / "ledger", Gpu("0", 100 * GiB, 0))
+        awake = int(str(ledger.claims()["a"]["bytes"]))
+        assert httpx.get(f"{base}/is_sleeping").json() == {"is_sleeping": False}
+        started = time.monotonic()
+        assert httpx.post(f"{base}/sleep?level=1", timeout=10).status_code == 200
+        assert time.monotonic() - started >= 0.3  # the first level-1 sleep pins the host buffers: slow
+        assert int(str(ledger.claims()["a"]["bytes"])) == 970 * 1024**2
+        assert httpx.get(f"{base}/is_sleeping").json() == {"is_sleeping": True}
+        assert httpx.get(f"{base}/health").status_code == 200  # /health cannot tell
+        with ThreadPoolExecutor(1) as pool:
+            held = pool.submit(chat, port, "a")
+            time.sleep(0.5)
+            assert not held.done()  # held, not refused
+            assert httpx.post(f"{base}/wake_up", timeout=10).status_code == 200
+            answer = held.result(timeout=10)
+        assert answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"]
+        assert int(str(ledger.claims()["a"]["bytes"])) == awake
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+
+
+def test_level_two_answers_wrong_until_the_weights_are_reloaded(tmp_path: Path) -> None:
+    port = free_port()
+    proc = sleeper(tmp_path, "a", port, "0.5", {})
+    try:
+        wait_port(port)
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.post(f"{base}/sleep?level=2").status_code == 200
+        assert httpx.post(f"{base}/wake_up").status_code == 200
+        assert chat(port, "a").json()["choices"][0]["message"]["content"] == ""
+        reload = httpx.post(f"{base}/collective_rpc", json={"method": "reload_weights"}, timeout=10)
+        assert (reload.status_code, reload.json()) == (200, {"results": [None]})
+        assert chat(port, "a").json()["choices"][0]["message"]["content"] != ""
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+
+
+def test_a_wake_that_does_not_fit_fails_and_leaves_the_server_stuck(tmp_path: Path) -> None:
+    """vLLM enforces nothing: b boots beside the sleeping a (their shares sum
+    past the card), then a's wake fails with vLLM's 500 and a is stuck."""
+    port_a, port_b = free_port(), free_port()
+    a = sleeper(tmp_path, "a", port_a, "0.5", {})
+    b = None
+    try:
+        wait_port(port_a)
+        assert httpx.post(f"http://127.0.0.1:{port_a}/sleep?level=1", timeout=10).status_code == 200
+        b = sleeper(tmp_path, "b", port_b, "0.6", {})
+        wait_port(port_b)
+        failed = httpx.post(f"http://127.0.0.1:{port_a}/wake_up", timeout=10)
+        assert failed.status_code == 500
+        assert failed.json()["error"]["message"] == (
+            "Call to wake_up method failed: CUDA Error: out of memory at /workspace/csrc/cumem_allocator.cpp:163"
+        )
+        assert httpx.get(f"http://127.0.0.1:{port_a}/is_sleeping").json() == {"is_sleeping": True}
+        assert httpx.get(f"http://127.0.0.1:{port_a}/health").status_code == 200
+        with pytest.raises(httpx.ReadTimeout):
+            chat(port_a, "a", timeout=1)  # stuck: every request hangs
+        again = httpx.post(f"http://127.0.0.1:{port_a}/wake_up", timeout=10)
+        assert "invalid argument at /workspace/csrc/cumem_allocator.cpp:169" in again.json()["error"]["message"]
+        assert chat(port_b, "b").status_code == 200  # the other server is unaffected
+    finally:
+        for proc in (a, b):
+            if proc is not None:
+                proc.terminate()
+                proc.communicate(timeout=10)
+
+
+def test_the_sleep_endpoints_need_dev_mode(tmp_path: Path) -> None:
+    port = free_port()
+    proc = sleeper(tmp_path, "a", port, "0.5", {"VLLM_SERVER_DEV_MODE": "0"})
+    try:
+        wait_port(port)
+        assert httpx.post(f"http://127.0.0.1:{port}/sleep?level=1").status_code == 404
+        assert httpx.get(f"http://127.0.0.1:{port}/is_sleeping").status_code == 404
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)

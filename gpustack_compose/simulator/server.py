@@ -21,6 +21,7 @@ from typing import Any
 from gpustack_compose.simulator.args import ServeArgs, UnrecognizedArguments, flags, parse
 from gpustack_compose.simulator.kvpool import ElasticKv
 from gpustack_compose.simulator.ledger import Cards, GiB, Gpu
+from gpustack_compose.simulator.sleep import SleepMode, SleepTimings, WakeFailed
 
 MAX_BODY = 8 * 1024 * 1024
 # H100 80GB, as CUDA reports it (docs/facts.md), and its never-free memory.
@@ -58,6 +59,8 @@ class Settings:
     elastic: bool = False  # kvcached (ENABLE_KVCACHED=true)
     ipc_name: str = ""
     token_s: float = 0.0  # simulated decode time per generated token
+    dev_mode: bool = False  # VLLM_SERVER_DEV_MODE: the sleep endpoints
+    sleep: SleepTimings = field(default_factory=SleepTimings)
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> Settings:
@@ -85,6 +88,8 @@ class Settings:
             elastic=_truthy(env.get("ENABLE_KVCACHED")),
             ipc_name=env.get("KVCACHED_IPC_NAME") or env.get("GSC_SIM_INSTANCE") or socket.gethostname(),
             token_s=float(env.get("GSC_SIM_TOKEN_S", "0")),
+            dev_mode=_truthy(env.get("VLLM_SERVER_DEV_MODE")),
+            sleep=SleepTimings.from_env(env),
         )
 
     @property
@@ -103,6 +108,7 @@ class State:
     served: int = 0
     created: int = field(default_factory=lambda: int(time.time()))
     pool: ElasticKv | None = None
+    sleep: SleepMode | None = None  # --enable-sleep-mode
 
     def model_names(self) -> list[str]:
         with self.lock:
@@ -173,6 +179,9 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, self._models())
         elif path == "/metrics":
             self._send(200, self._metrics().encode(), "text/plain; version=0.0.4")
+        elif path == "/is_sleeping" and self.state.settings.dev_mode:
+            sleep = self.state.sleep
+            self._json(200, {"is_sleeping": sleep is not None and sleep.sleeping})
         else:
             self._json(404, {"detail": "Not Found"})
 
@@ -185,6 +194,10 @@ class Handler(BaseHTTPRequestHandler):
         if self.state.settings.runtime_lora:
             routes["/v1/load_lora_adapter"] = self._load_lora
             routes["/v1/unload_lora_adapter"] = self._unload_lora
+        if self.state.settings.dev_mode:
+            routes["/sleep"] = self._sleep
+            routes["/wake_up"] = self._wake_up
+            routes["/collective_rpc"] = self._collective_rpc
         handler = routes.get(path)
         if handler is None:
             self._json(404, {"detail": "Not Found"})
@@ -232,9 +245,63 @@ class Handler(BaseHTTPRequestHandler):
         words = list(itertools.islice(itertools.cycle(["simulated", "reply", "from", model]), max_tokens))
         return " ".join(words), len(words), "length"
 
+    # -- sleep mode (dev-mode endpoints) --------------------------------------
+    def _sleep_mode(self) -> SleepMode | None:
+        sleep = self.state.sleep
+        if sleep is None:
+            self._json(400, error_body("Sleep mode is not enabled (--enable-sleep-mode)", "BadRequestError", 400))
+        return sleep
+
+    def _sleep(self, body: dict[str, Any]) -> None:  # noqa: ARG002 -- the routes share one signature
+        sleep = self._sleep_mode()
+        if sleep is None:
+            return
+        query = dict(p.partition("=")[::2] for p in self.path.partition("?")[2].split("&") if p)
+        level = int(query.get("level", "1") or 1)
+        started = time.monotonic()
+        sleep.sleep(level)
+        log("INFO", "core.py", f"It took {time.monotonic() - started:.6f} seconds to fall asleep.")
+        self._send(200, b"")
+
+    def _wake_up(self, body: dict[str, Any]) -> None:  # noqa: ARG002
+        sleep = self._sleep_mode()
+        if sleep is None:
+            return
+        started = time.monotonic()
+        try:
+            sleep.wake()
+        except WakeFailed as exc:
+            print(f"{_pid_prefix()} RuntimeError: {exc}", flush=True)
+            message = f"Call to wake_up method failed: {exc}"
+            self._json(500, {"error": {"message": message, "type": "InternalServerError", "param": None,
+                                       "code": 500}})  # fmt: skip
+            return
+        log("INFO", "core.py", f"It took {time.monotonic() - started:.6f} seconds to wake up.")
+        self._send(200, b"")
+
+    def _collective_rpc(self, body: dict[str, Any]) -> None:
+        sleep = self._sleep_mode()
+        if sleep is None:
+            return
+        if body.get("method") != "reload_weights":
+            self._json(400, error_body(f"method {body.get('method')!r} is not simulated", "BadRequestError", 400))
+            return
+        started = time.monotonic()
+        if not sleep.reload_weights():
+            self._json(500, {"error": {"message": "reload_weights failed: the executor is sleeping",
+                                       "type": "InternalServerError", "param": None, "code": 500}})  # fmt: skip
+            return
+        log("INFO", "gpu_model_runner.py", f"Reloading and processing weights took {time.monotonic() - started:.2f} "
+            "seconds")  # fmt: skip
+        self._json(200, {"results": [None]})
+
     def _serve_generation(self, body: dict[str, Any], chat: bool) -> None:
         model = self._check_model(body)
         if model is None:
+            return
+        sleep = self.state.sleep
+        if sleep is not None and not sleep.wait_awake():
+            self.close_connection = True
             return
         if chat:
             messages = body.get("messages")
@@ -249,6 +316,8 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             self._json(400, error_body(str(exc), "BadRequestError", 400))
             return
+        if sleep is not None and sleep.weights_lost:
+            text = ""  # level 2 woken without reload_weights: 200 with wrong output
         prompt_tokens = max(1, len(prompt.split()))
         pool = self.state.pool
         mapped = pool.acquire(prompt_tokens + tokens) if pool is not None else 0
@@ -388,6 +457,7 @@ class Boot:
     started: float = field(default_factory=time.monotonic)
     snapshot_others: int = 0
     base_bytes: int = 0  # held once booted (weights and overheads; all of it but KV pages when elastic)
+    held_bytes: int = 0  # everything a static server holds once booted
     virtual_kv_bytes: int = 0
 
     @property
@@ -477,7 +547,8 @@ class Boot:
             return
         kv = self.kv_cache(weights)
         self.at(0.55)
-        self.claim(weights + kv + s.overhead_bytes)
+        self.held_bytes = weights + kv + s.overhead_bytes
+        self.claim(self.held_bytes)
         if s.kv_bytes_per_token:
             tokens = kv // (16 * s.kv_bytes_per_token) * 16
             log("INFO", "kv_cache_utils.py", f"GPU KV cache size: {tokens:,} tokens")
@@ -528,6 +599,9 @@ def main(argv: list[str]) -> int:
             while True:
                 time.sleep(3600)
         state = State(args, settings, dict(args.lora_modules))
+        if args.extra.get("enable_sleep_mode"):
+            state.sleep = SleepMode(ledger, settings.instance, args.served_model_name,
+                                    boot.held_bytes if ledger is not None else 0, settings.sleep)  # fmt: skip
         if settings.elastic and ledger is not None:
             state.pool = ElasticKv(ledger, settings.instance, args.served_model_name, settings.ipc_name,
                                    boot.base_bytes, boot.virtual_kv_bytes, settings.kv_bytes_per_token)  # fmt: skip
