@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from gpustack_compose import calibration as cal
 from gpustack_compose import versions
-from gpustack_compose.contract import PROXY_PORT, PROXY_SERVICE, SIM_VLLM_RELEASE_ENV
+from gpustack_compose.contract import PROXY_PORT, PROXY_SERVICE, SIM_VLLM_RELEASE_ENV, SWAP_SERVICE
 from gpustack_compose.planner import ModelPlan, Plan
 from gpustack_compose.render import environment
+from gpustack_compose.render_swap import first_sleep_steps
 from gpustack_compose.spec import ModelSpec, StackSpec, model_image
-from gpustack_compose.stand_in import RehearsalOptions
+from gpustack_compose.stand_in import DEFAULT_TIME_SCALE, RehearsalOptions
 from gpustack_compose.units import GiB
 from gpustack_compose.vllm_args import TINY_FAMILIES, cpu_adaptation, model_mount, serve_args
 
@@ -61,10 +62,28 @@ def sim_environment(stack: StackSpec, plan: Plan, model: ModelPlan, options: Reh
     }
     if options.ledger:
         values["GSC_SIM_LEDGER_DIR"] = LEDGER_DIR
+    if model.swappable:
+        values.update(sleep_environment(model, options))
     # What the stack file itself sets for a model wins (a test or a user
     # pinning a load time or a failure mode).
     own = _spec(stack, model).env
     return {k: v for k, v in values.items() if k not in own}
+
+
+def sleep_environment(model: ModelPlan, options: RehearsalOptions) -> dict[str, str]:
+    """The simulator's sleep mode, at the H200's measured figures
+    (calibration): sleeps and wakes as measured, the first sleep and a level-2
+    reload (seconds to a minute) at the rehearsal's time scale, like boots."""
+    weights_gib = model.weights_bytes / GiB
+    scale = options.time_scale if options.load_s is None else DEFAULT_TIME_SCALE
+    return {
+        "GSC_SIM_SLEEPER_BYTES": str(cal.SLEEPER_MEASURED),
+        "GSC_SIM_FIRST_SLEEP_S": f"{round(cal.FIRST_SLEEP_S_PER_GIB * weights_gib * scale, 2):g}",
+        "GSC_SIM_SLEEP_S": f"{round(cal.LEVEL1_SLEEP_S_PER_GIB * weights_gib, 3):g}",
+        "GSC_SIM_WAKE_S": f"{round(cal.LEVEL1_WAKE_S_PER_GIB * weights_gib, 3):g}",
+        "GSC_SIM_RELOAD_S": f"{round(cal.LEVEL2_RELOAD_S_PER_GIB * weights_gib * scale, 2):g}",
+        "GSC_SIM_RELOAD_EXTRA_BYTES": str(cal.LEVEL2_RELOAD_EXTRA_MEASURED),
+    }
 
 
 def _spec(stack: StackSpec, model: ModelPlan) -> ModelSpec:
@@ -127,9 +146,15 @@ def override(stack: StackSpec, plan: Plan, options: RehearsalOptions) -> str:
                 "command": command,
             }
         )
+    swap = [{"service": step["service"]} for step in first_sleep_steps(plan)]
     context = {
         "stack": stack,
         "services": services,
+        "swap": bool(swap),
+        "first_sleeps": swap,
+        "swap_service": SWAP_SERVICE,
+        "swap_image": options.swap_image,
+        "swap_env": [("GSC_SWAP_LEDGER_DIR", LEDGER_DIR), ("GSC_SWAP_MEMORY", "ledger")],
         "ledger_dir": LEDGER_DIR,
         "proxy_service": PROXY_SERVICE,
         "proxy_image": options.proxy_image,

@@ -47,12 +47,16 @@ class RehearsalOptions:
     proxy_port: int = 0  # 0: ephemeral
     proxy_host: str = "127.0.0.1"
     ledger: bool = True
+    swap_image: str = ""  # the coordinator built for this rehearsal (stacks with sleep: models)
 
     @classmethod
-    def of(cls, asked: Rehearsal, *, model_image: str, proxy_image: str, cpu_flags: frozenset[str]) -> RehearsalOptions:
+    def of(
+        cls, asked: Rehearsal, *, model_image: str, proxy_image: str, cpu_flags: frozenset[str], swap_image: str = ""
+    ) -> RehearsalOptions:
         return cls(
             model_image=model_image,
             proxy_image=proxy_image,
+            swap_image=swap_image,
             stand_in=asked.stand_in,
             cpu_flags=cpu_flags,
             time_scale=asked.time_scale,

@@ -8,7 +8,7 @@ from gpustack_compose.runtime import engine, images
 
 def run(*, force: bool, vllm_cpu: bool, output: Output) -> int:
     built = images.ensure(engine.connect(), output.info, force=force, vllm_cpu=vllm_cpu)
-    for tag in (built.base, built.litellm, built.vllm_sim, built.vllm_cpu):
+    for tag in (built.base, built.litellm, built.vllm_sim, built.swap, built.vllm_cpu):
         if tag is not None:
             output.info(f"ready: {tag}")
     return 0

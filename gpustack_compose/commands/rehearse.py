@@ -15,7 +15,7 @@ from gpustack_compose.commands.common import output_dir, rendering
 from gpustack_compose.console import Output
 from gpustack_compose.errors import CheckError, GscError
 from gpustack_compose.loaded import load_and_plan
-from gpustack_compose.runtime import session
+from gpustack_compose.runtime import session, swap_check
 from gpustack_compose.runtime.lifecycle import boot_and_wait, down, emit_report, open_run, teardown_rehearsal
 from gpustack_compose.runtime.watch import order_violations
 from gpustack_compose.stand_in import Rehearsal
@@ -46,9 +46,17 @@ def run(
         proxy = session.proxy_client(started.view, started.target.project, started.key)
         try:
             results = session.smoke(proxy, session.served_names(loaded.stack), output)
+            swap = swap_check.check(started.view.client, started.target.project, proxy, loaded.plan) if (
+                loaded.plan.swappables
+            ) else None  # fmt: skip
         finally:
             proxy.close()
         started.report.smoke = [r.as_dict() for r in results]
+        if swap is not None:
+            started.report.swap = swap.as_dict()
+            _print_swap(swap, output)
+            if swap.problems:
+                raise CheckError("swap check failed: " + "; ".join(swap.problems))
         if violations:
             raise CheckError("boot order violated: " + "; ".join(violations))
         failed = [r for r in results if not r.ok]
@@ -57,7 +65,10 @@ def run(
                 "smoke test failed for " + ", ".join(f"{r.model} ({r.status}: {r.detail})" for r in failed)
             )
         started.report.ok = True
-        output.info(f"rehearsal of {loaded.stack.name} passed: {len(results) - 1} routes answered, boot order held")
+        swapped = f", {len(swap.results)} requests across the swap sets answered" if swap is not None else ""
+        output.info(
+            f"rehearsal of {loaded.stack.name} passed: {len(results) - 1} routes answered{swapped}, boot order held"
+        )
     except GscError as exc:
         started.report.error = exc.message
         raise
@@ -68,3 +79,13 @@ def run(
         else:
             teardown_rehearsal(started)
     return 0
+
+
+def _print_swap(swap: swap_check.SwapCheck, output: Output) -> None:
+    for name, model in swap.state.get("models", {}).items():
+        latency = model.get("last_wake_s")
+        output.info(
+            f"  swap: {name}: {model.get('wakes', 0)} wakes, {model.get('sleeps', 0)} sleeps, "
+            f"{model.get('failed_wakes', 0)} failed"
+            + (f", last wake {latency * 1000:.0f} ms" if latency is not None else "")
+        )

@@ -15,11 +15,16 @@ from gpustack_compose.contract import (
     GPU_LABEL,
     MODEL_LABEL,
     PROXY_SERVICE,
+    ROLE_FIRST_SLEEP,
     ROLE_LABEL,
+    ROLE_SWAP,
+    SWAP_SERVICE,
+    first_sleep_service,
     rehearsal_project,
 )
+from gpustack_compose.errors import EngineError
 from gpustack_compose.loaded import load_and_plan
-from gpustack_compose.runtime import engine
+from gpustack_compose.runtime import engine, swap_check
 from gpustack_compose.runtime.state import DockerView, ServiceState, iso
 from gpustack_compose.units import fmt_fraction
 
@@ -81,8 +86,17 @@ def run(*, stack_path: Path, as_json: bool, rehearsal: bool, output: Output) -> 
     view = DockerView(engine.connect())
     states = view.services(project)
     expected = [(m.service, "model", m.gpu_label, fmt_fraction(m.fraction)) for m in loaded.plan.boot_ordered()]
+    swappable = loaded.plan.swappables
+    expected += [(first_sleep_service(m.service), ROLE_FIRST_SLEEP, m.gpu_label, "-") for m in swappable]
+    if swappable:
+        expected.append((SWAP_SERVICE, ROLE_SWAP, "-", "-"))
     expected.append((PROXY_SERVICE, "proxy", "-", "-"))
     table_rows = rows(expected, states)
+    if swappable and states:
+        sleep = _sleep_states(view, project)
+        for row in table_rows:
+            if row["role"] == "model" and row["model"] in {m.name for m in swappable}:
+                row["sleep"] = sleep.get(row["model"], sleep.get("", {}))
     if as_json:
         output.raw(json.dumps({"project": project, "services": table_rows}, indent=2) + "\n")
         return 0
@@ -91,10 +105,48 @@ def run(*, stack_path: Path, as_json: bool, rehearsal: bool, output: Output) -> 
         output.info(f"{project}: no containers (start it with: gpustack-compose up{flag} {stack_path.as_posix()})")
         return 0
     table = Table(title=f"{project}", title_justify="left")
-    for header in ("service", "role", "gpu", "fraction", "state", "uptime", "restarts"):
+    headers = ["service", "role", "gpu", "fraction", "state", "uptime", "restarts"] + (["sleep"] if swappable else [])
+    for header in headers:
         table.add_column(header)
     for row in table_rows:
-        table.add_row(row["service"], row["role"], row["gpu"], row["fraction"], row["state"], row["uptime"],
-                      str(row["restarts"]))  # fmt: skip
+        cells = [row["service"], row["role"], row["gpu"], row["fraction"], row["state"], row["uptime"],
+                 str(row["restarts"])]  # fmt: skip
+        if swappable:
+            cells.append(_sleep_cell(row.get("sleep")))
+        table.add_row(*cells)
     output.render(table)
     return 0
+
+
+def _sleep_states(view: DockerView, project: str) -> dict[str, dict[str, Any]]:
+    """Per swappable model: awake or asleep, its last wake (when, how long), as
+    the coordinator knows them; one entry under "" when it cannot be asked."""
+    try:
+        state = swap_check.coordinator_state(view.client, project)
+    except EngineError as exc:
+        return {"": {"phase": "unknown", "error": exc.message}}
+    out = {}
+    for name, model in state.get("models", {}).items():
+        at = model.get("last_wake_at")
+        out[name] = {
+            "phase": model.get("phase"),
+            "inflight": model.get("inflight"),
+            "wakes": model.get("wakes"),
+            "failed_wakes": model.get("failed_wakes"),
+            "last_wake_at": iso(datetime.fromtimestamp(at, UTC)) if isinstance(at, (int, float)) else None,
+            "last_wake_s": model.get("last_wake_s"),
+        }
+    return out
+
+
+def _sleep_cell(sleep: dict[str, Any] | None) -> str:
+    if not sleep:
+        return "-"
+    text = str(sleep.get("phase"))
+    if sleep.get("last_wake_at"):
+        text += f", woke {str(sleep['last_wake_at'])[11:19]} in {float(sleep['last_wake_s']):.2f} s"
+    if sleep.get("failed_wakes"):
+        text += f", {sleep['failed_wakes']} failed wakes"
+    if sleep.get("error"):
+        text += f" ({sleep['error']})"
+    return text

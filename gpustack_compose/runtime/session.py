@@ -21,7 +21,7 @@ from rich.table import Table
 
 from gpustack_compose import healthcheck
 from gpustack_compose.console import Output
-from gpustack_compose.contract import PROXY_PORT, PROXY_SERVICE
+from gpustack_compose.contract import PROXY_PORT, PROXY_SERVICE, SWAP_SERVICE, first_sleep_service
 from gpustack_compose.errors import BootError
 from gpustack_compose.planner import Plan
 from gpustack_compose.runtime import compose
@@ -39,11 +39,21 @@ COMPOSE_EXIT_GRACE_S = 30
 def links(stack: StackSpec, plan: Plan) -> list[Link]:
     """The boot graph: each model after its predecessor on its GPU; the proxy after all."""
     out = []
+    sleepers = []
     for m in plan.boot_ordered():
         budget = healthcheck.timing(stack.docker.min_engine, m.boot_timeout_s).budget_s()
-        out.append(Link(m.service, m.name, m.gpu_label, m.after, budget))
+        after = tuple(first_sleep_service(a) if plan.by_service(a).swappable else a for a in m.after)
+        out.append(Link(m.service, m.name, m.gpu_label, after, budget))
+        if m.swappable:  # its first sleep: the next server on the card waits for it
+            step = first_sleep_service(m.service)
+            out.append(Link(step, m.name, m.gpu_label, (m.service,), m.first_sleep_timeout_s, one_shot=True))
+            sleepers.append(step)
     proxy_budget = healthcheck.timing(stack.docker.min_engine, healthcheck.PROXY_START_PERIOD_S).budget_s()
-    out.append(Link(PROXY_SERVICE, None, None, tuple(link.service for link in out), proxy_budget))
+    proxy_after = [m.service for m in plan.boot_ordered() if not m.swappable]
+    if sleepers:
+        out.append(Link(SWAP_SERVICE, None, None, tuple(sleepers), proxy_budget))
+        proxy_after.append(SWAP_SERVICE)
+    out.append(Link(PROXY_SERVICE, None, None, tuple(proxy_after), proxy_budget))
     return out
 
 

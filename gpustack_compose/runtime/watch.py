@@ -32,6 +32,9 @@ class Link:
     gpu: str | None
     after: tuple[str, ...]  # services it waits for (healthy)
     budget_s: float  # time to become healthy before it counts as failed
+    # A step that runs once and exits (a swappable model's first sleep): done,
+    # shown as healthy, when it exits 0.
+    one_shot: bool = False
 
 
 @dataclass
@@ -118,6 +121,9 @@ class BootWatch:
             track.restarts_at_first_sight = state.restart_count
         if track.started_at is None and state.started_at is not None:
             track.started_at = state.started_at
+        if track.link.one_shot:
+            self._update_one_shot(track, state, now)
+            return
         if state.health == "healthy" or (state.health is None and state.status == "running"):
             track.phase = Phase.HEALTHY
             track.healthy_at = state.first_healthy_probe or now
@@ -136,6 +142,20 @@ class BootWatch:
             track.failure = f"is not healthy {track.link.budget_s:.0f} s after it started (its boot budget)"
         elif any(p.exit_code != 0 for p in state.probes):
             track.phase = Phase.LOADING
+        else:
+            track.phase = Phase.STARTING
+
+    @staticmethod
+    def _update_one_shot(track: Track, state: ServiceState, now: datetime) -> None:
+        """Done (shown healthy, at its exit) once it exits 0; running until then."""
+        if state.status in ("exited", "dead"):
+            if state.exit_code == 0:
+                track.phase, track.healthy_at = Phase.HEALTHY, state.finished_at or now
+            else:
+                track.phase, track.failure = Phase.FAILED, f"exited with code {state.exit_code}"
+        elif track.started_at is not None and (now - track.started_at).total_seconds() > track.link.budget_s:
+            track.phase = Phase.FAILED
+            track.failure = f"did not finish {track.link.budget_s:.0f} s after it started (its budget)"
         else:
             track.phase = Phase.STARTING
 
