@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from bench import adapters, boot, gates, generator, proxy, recycling
+from bench import adapters, boot, gates, generator, proxy, recycling, swap
 from bench.common import write_results
 
 # Cheapest first; `python -m bench NAME` re-runs one and keeps the others' results.
@@ -13,6 +13,7 @@ BENCHMARKS = {
     "generator": generator.run,
     "adapters": adapters.run,
     "gates": gates.run,
+    "swap": swap.run,
     "proxy": proxy.run,
     "recycling": recycling.run,
     "boot": boot.run,

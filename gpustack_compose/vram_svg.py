@@ -31,6 +31,7 @@ CATEGORIES = (
     ("kv", "KV cache", "#59a14f"),
     ("lora", "LoRA slots", "#b07aa1"),
     ("overhead", "overhead (activations, non-torch, CUDA context and graphs)", "#f28e2b"),
+    ("asleep", "asleep (a swappable model outside the heaviest awake set)", "#d9d9d9"),
     ("reserve", "reserve", "#9d9d9d"),
     ("free", "free under load", "#ffffff"),
 )
@@ -73,6 +74,14 @@ def _model_parts(m: ModelPlan) -> list[tuple[str, int]]:
     return [("weights", m.weights_bytes), ("kv", max(0, m.kv_bytes)), ("lora", m.lora_bytes), ("overhead", overhead)]
 
 
+def _parts(gpu: GpuPlan, m: ModelPlan) -> list[tuple[str, int]]:
+    """A GPU with swappable models is drawn with its heaviest awake set awake
+    and the other swappable models asleep (their residue)."""
+    if m.swappable and m.name not in gpu.worst_awake_set:
+        return [("asleep", m.sleep_residue_bytes)]
+    return _model_parts(m)
+
+
 def _row(gpu: GpuPlan, y: float, scale: float) -> Row:
     bar_y = y + TITLE_HEIGHT
     x = float(MARGIN)
@@ -82,7 +91,7 @@ def _row(gpu: GpuPlan, y: float, scale: float) -> Row:
     lines: list[Label] = []
     for number, m in enumerate(gpu.models, start=1):
         start = x
-        for key, size in _model_parts(m):
+        for key, size in _parts(gpu, m):
             if size <= 0:
                 continue
             width = size * scale
@@ -97,6 +106,9 @@ def _row(gpu: GpuPlan, y: float, scale: float) -> Row:
         elif len(str(number)) * CHAR_WIDTH + 4 <= x - start:
             names.append(Label(start + 3, bar_y + BAR_HEIGHT / 2 + 4, str(number)))
         tp = f" (TP over GPUs {m.gpu_label}, per card)" if m.tensor_parallel > 1 else ""
+        if m.swappable:
+            state = "awake" if m.name in gpu.worst_awake_set else f"asleep, {_gib(m.sleep_residue_bytes)}"
+            tp += f" (swappable, level {m.sleep_level}; drawn {state})"
         lora = f", LoRA slots {_gib(m.lora_bytes)}" if m.lora_bytes else ""
         lines.append(
             Label(
@@ -116,6 +128,9 @@ def _row(gpu: GpuPlan, y: float, scale: float) -> Row:
         f"GPU {gpu.index}: {gpu.label}, {_gib(gpu.total_bytes)}; {gpu.boot} boot; "
         f"shared {fmt_fraction(gpu.fraction_sum)}; free under load {_gib(free)}"
     )
+    if gpu.swappables:
+        sets = " | ".join("{" + ", ".join(s) + "}" for s in gpu.awake_sets)
+        title += f"; awake at once (awake_max {gpu.awake_max}): {sets}"
     return Row(y, title, gpu.total_bytes * scale, tuple(segments), tuple(separators), tuple(names), tuple(lines))
 
 
@@ -134,7 +149,9 @@ def picture(plan: Plan) -> Picture:
     scale = BAR_WIDTH / largest
     legend = []
     x = float(MARGIN)
-    for _, text, colour in CATEGORIES:
+    for key, text, colour in CATEGORIES:
+        if key == "asleep" and not plan.swappables:
+            continue
         short = text.split(" (")[0]
         legend.append((x, colour, short))
         x += 22 + len(short) * CHAR_WIDTH + 18

@@ -303,7 +303,10 @@ def upstream() -> Starlette:
             return StreamingResponse(events(), media_type="text/event-stream")
         return JSONResponse({"model": body["model"], "auth": request.headers.get("authorization")})
 
-    return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+    async def models(_request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [{"id": "a"}]})
+
+    return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/v1/models", models)])
 
 
 def test_requests_are_forwarded_once_the_model_is_awake_and_streams_pass_through() -> None:
@@ -312,6 +315,9 @@ def test_requests_are_forwarded_once_the_model_is_awake_and_streams_pass_through
     app = build_app(c, client, background=False)
     with TestClient(app) as test:
         assert test.get("/health").status_code == 200
+        # reads are passed through and never wake a sleeper (LiteLLM lists its backends' models)
+        assert test.get("/a/v1/models").json()["data"] == [{"id": "a"}]
+        assert c.models["a"].phase == "asleep" and servers.calls == []
         answer = test.post("/a/v1/chat/completions", json={"model": "a"}, headers={"authorization": "Bearer k"})
         assert answer.status_code == 200
         assert answer.json() == {"model": "a", "auth": "Bearer k"}

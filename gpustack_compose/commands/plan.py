@@ -62,6 +62,19 @@ def model_dict(m: ModelPlan) -> dict[str, Any]:
         "facts_notes": list(m.facts_notes),
         "elastic": m.elastic,
         **({"kv_max_gib": _gib(m.kv_max_bytes), "kv_max_bytes": m.kv_max_bytes} if m.elastic else {}),
+        **({"sleep": _sleep_dict(m)} if m.swappable else {}),
+    }
+
+
+def _sleep_dict(m: ModelPlan) -> dict[str, Any]:
+    return {
+        "level": m.sleep_level,
+        "idle_s": m.idle_s,
+        "asleep_gib": _gib(m.sleep_residue_bytes),
+        "wake_needs_gib": _gib(m.wake_bytes),
+        "wake_needs_bytes": m.wake_bytes,
+        "pinned_host_gib": _gib(m.pinned_host_bytes),
+        "first_sleep_timeout_s": m.first_sleep_timeout_s,
     }
 
 
@@ -78,12 +91,47 @@ def gpu_dict(g: GpuPlan) -> dict[str, Any]:
         "free_under_load_gib": _gib(g.free_bytes),
         "memory_mode": g.memory_mode,
         **({"pool_gib": _gib(g.pool_bytes), "pool_bytes": g.pool_bytes} if g.memory_mode == "elastic" else {}),
+        **(_swap_gpu_dict(g) if g.swappables else {}),
         "models": [model_dict(m) for m in g.models],
     }
 
 
+def _swap_gpu_dict(g: GpuPlan) -> dict[str, Any]:
+    return {
+        "awake_max": g.awake_max,
+        "awake_sets": [list(s) for s in g.awake_sets],
+        "heaviest_awake_set": list(g.worst_awake_set),
+    }
+
+
 def plan_dict(plan: Plan) -> dict[str, Any]:
-    return {"stack": plan.name, "gpus": [gpu_dict(g) for g in plan.gpus]}
+    data: dict[str, Any] = {"stack": plan.name, "gpus": [gpu_dict(g) for g in plan.gpus]}
+    if plan.swappables:
+        budget = plan.host_memory_bytes
+        data["swap"] = {"pinned_host_gib": _gib(plan.pinned_host_bytes),
+                        "host_memory_gib": _gib(budget) if budget is not None else None}  # fmt: skip
+    return data
+
+
+def swap_lines(plan: Plan) -> list[str]:
+    """The awake sets each swap GPU allows, and what each swappable model needs."""
+    lines = []
+    for gpu in plan.gpus:
+        if not gpu.swappables:
+            continue
+        sets = " | ".join("{" + ", ".join(s) + "}" for s in gpu.awake_sets)
+        lines.append(
+            f"GPU {gpu.index} swap set (awake_max {gpu.awake_max}): awake at once {sets}; heaviest "
+            f"{{{', '.join(gpu.worst_awake_set)}}} leaves {gpu.free_bytes / GiB:.2f} GiB free under load"
+        )
+        for m in gpu.swappables:
+            pinned = f", pins {m.pinned_host_bytes / GiB:.2f} GiB of host RAM" if m.pinned_host_bytes else ""
+            asleep = f"{m.sleep_residue_bytes / GiB:.2f} GiB asleep"
+            lines.append(
+                f"  {m.name}: sleeps at level {m.sleep_level} after {m.idle_s} s idle ({asleep}); a wake needs "
+                f"{m.wake_bytes / GiB:.2f} GiB free{pinned}"
+            )
+    return lines
 
 
 def plan_tables(plan: Plan) -> list[Table]:
@@ -146,6 +194,8 @@ def run(*, stack_path: Path, as_json: bool, output: Output, svg: Path | None = N
             output.info("Boot chains (each GPU's chain boots in parallel with the others):")
         for line in chain_lines(loaded.plan):
             output.info("  " + line if len(loaded.plan.gpus) > 1 else line)
+        for line in swap_lines(loaded.plan):
+            output.info(line)
         for model in loaded.plan.models:
             for note in model.notes:
                 output.note(f"{model.name}: {note}")

@@ -82,6 +82,13 @@ def check_kubernetes(stack: StackSpec, plan: Plan) -> None:
     if kube.gpu_sharing == "hami":
         _check_hami(plan, kube.hami_memory)
     for position, spec in enumerate(stack.models):
+        if spec.sleep is not None:
+            raise _fail(
+                ("models", position, "sleep"),
+                "swap sets are rendered for Docker Compose only: the coordinator restarts a server a failed wake "
+                "left stuck through the engine, and pods have no such peer; make the model resident (no sleep:) "
+                "for the Kubernetes target",
+            )
         if model_directory(spec.model) is not None:
             raise _fail(
                 ("models", position, "model"),

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from docker.errors import DockerException
+
 from gpustack_compose.console import Output
 from gpustack_compose.contract import ENV_EXAMPLE, ENV_FILE, MASTER_KEY_ENV
-from gpustack_compose.errors import SetupError
+from gpustack_compose.errors import EngineError, SetupError
 from gpustack_compose.loaded import Loaded
 from gpustack_compose.runtime import compose, engine, images, kvcached, session
 from gpustack_compose.runtime.state import DockerView
@@ -121,6 +123,7 @@ def open_run(
     if rehearsal is not None:
         target, report.rehearsal = _prepare_rehearsal(client, loaded, out_dir, rendering, rehearsal, output)
     else:
+        _check_host_memory(client, loaded)
         target = production(loaded.stack, out_dir)
         if target.master_key is None:
             raise SetupError(
@@ -130,6 +133,24 @@ def open_run(
         _write(rendering, out_dir, output)
     report.project = target.project
     return Run(loaded, out_dir, target, DockerView(client), report)
+
+
+def _check_host_memory(client: Any, loaded: Loaded) -> None:
+    """swap.host_memory is the plan's figure; the host it runs on must have it
+    (level-1 sleepers pin it from their first sleep on, for their life)."""
+    budget, pinned = loaded.plan.host_memory_bytes, loaded.plan.pinned_host_bytes
+    if not pinned or budget is None:
+        return
+    try:
+        total = int(client.info().get("MemTotal") or 0)
+    except DockerException as exc:
+        raise EngineError(f"cannot read the engine host's memory: {exc}") from None
+    if total and budget > total:
+        raise SetupError(
+            f"swap.host_memory {budget / 2**30:.2f} GiB is more than this host has ({total / 2**30:.2f} GiB, the "
+            f"engine's MemTotal); level-1 sleepers would pin {pinned / 2**30:.2f} GiB: lower it, or move a model "
+            "to level 2"
+        )
 
 
 def _prepare_rehearsal(

@@ -36,4 +36,6 @@ exactly what the renderer produced:
     GSC_SIM_INSTANCE            identity in the ledger              (default hostname)
     GSC_SIM_FAIL                "" | crash (exit 1 once loaded) | hang (never opens its port)
                                 | unhealthy (/health answers 503)
+                                | wake-once (the first /wake_up of the process fails as a wake into
+                                  too little memory does: HTTP 500, stuck for good)
 """

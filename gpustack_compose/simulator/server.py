@@ -601,7 +601,8 @@ def main(argv: list[str]) -> int:
         state = State(args, settings, dict(args.lora_modules))
         if args.extra.get("enable_sleep_mode"):
             state.sleep = SleepMode(ledger, settings.instance, args.served_model_name,
-                                    boot.held_bytes if ledger is not None else 0, settings.sleep)  # fmt: skip
+                                    boot.held_bytes if ledger is not None else 0, settings.sleep,
+                                    fail_first_wake=settings.fail == "wake-once")  # fmt: skip
         if settings.elastic and ledger is not None:
             state.pool = ElasticKv(ledger, settings.instance, args.served_model_name, settings.ipc_name,
                                    boot.base_bytes, boot.virtual_kv_bytes, settings.kv_bytes_per_token)  # fmt: skip

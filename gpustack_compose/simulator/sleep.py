@@ -73,6 +73,7 @@ class SleepMode:
     sleeps: int = 0
     wakes: int = 0
     failed_wakes: int = 0
+    fail_first_wake: bool = False  # GSC_SIM_FAIL=wake-once: this process's first wake fails as above
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _awake: threading.Event = field(default_factory=threading.Event)
 
@@ -110,6 +111,9 @@ class SleepMode:
                 return
             time.sleep(self.timings.wake_s if self.level == 1 else 0.08)
             ok, free = self._claim(self.awake_bytes)
+            if self.fail_first_wake and not self.wakes and not self.failed_wakes:
+                ok, free = False, self.awake_bytes // 2
+                self._claim(self.timings.sleeper_bytes)
             if not ok:
                 # Mapped what fit, then failed: stuck with that memory, for good.
                 self._claim(self.timings.sleeper_bytes + max(0, free))

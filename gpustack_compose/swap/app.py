@@ -30,6 +30,26 @@ HOP_BY_HOP = frozenset(
 )  # fmt: skip
 
 
+# Requests that read and never generate: passed through as they are, asleep or awake.
+READS = frozenset({"GET", "HEAD"})
+
+
+async def _pass(base: str, request: Request, client: httpx.AsyncClient) -> Response:
+    headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+    try:
+        answer = await client.request(
+            request.method,
+            f"{base}/{request.path_params['rest']}",
+            params=request.query_params,
+            headers=headers,
+            timeout=30.0,
+        )
+    except httpx.HTTPError as exc:
+        return _error(502, f"{type(exc).__name__}: {exc}")
+    out = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP}
+    return Response(answer.content, answer.status_code, out)
+
+
 def _error(status: int, message: str) -> JSONResponse:
     """OpenAI's error shape, which LiteLLM passes on to the client."""
     return JSONResponse({"error": {"message": message, "type": "ServiceUnavailableError", "code": status}}, status)
@@ -51,6 +71,10 @@ def build_app(coordinator: Coordinator, client: httpx.AsyncClient, *, background
         service = request.path_params["service"]
         if service not in coordinator.models:
             return _error(404, f"no swappable model is served as {service!r} here")
+        if request.method in READS:
+            # A sleeping vLLM answers these (/v1/models 200 while asleep: docs/h200-sleep-vllm-0.26.0.md,
+            # E2); LiteLLM lists its backends' models, which must not wake a sleeper.
+            return await _pass(coordinator.models[service].config.url, request, client)
         try:
             held = await coordinator.acquire(service)
         except Unavailable as exc:
