@@ -142,14 +142,16 @@ SLEEPER_MEASURED = 970 * MiB
 LEVEL1_HOST_PIN_FACTOR = 2.0
 
 # After a level-2 wake and reload_weights the 14B held 1,506 MiB more than
-# before its sleep (72,954 vs 71,468 MiB, E4, one sample): plan it on top of a
-# level-2 server's awake figure.
+# before its sleep (72,954 vs 71,468 MiB, E4, one sample), the 7B 1,040 MiB
+# more in each of 18 cycles (docs/h200-swap-2026-12-02.md): plan 1.5 GiB on
+# top of a level-2 server's awake figure.
 LEVEL2_RELOAD_EXTRA = gib(1.5)
 LEVEL2_RELOAD_EXTRA_MEASURED = 1506 * MiB
 
 # Latencies (client clock, E2-E6), per GiB of weights where they scale:
 # - the first level-1 sleep pins the host blocks: 42.9 s for 27.58 GiB (14B),
-#   15.7 s for 14.30 GiB (7B); the first-sleep step gets 60 s + 4 s per GiB;
+#   15.7 s for 14.30 GiB (7B); 34.8 s for the 14B in the swap run
+#   (docs/h200-swap-2026-12-02.md); the first-sleep step gets 60 s + 4 s per GiB;
 # - a later level-1 sleep 0.59-0.64 s (14B), 0.34 s (7B); wake 0.67-0.73 s
 #   (14B), 0.46 s (7B);
 # - level 2: sleep 0.05 s, wake 0.08 s, reload_weights 5.06 s (14B, weights
