@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
 import pytest
 
 from gpustack_compose.runtime.engine import connect
-from gpustack_compose.runtime.state import DockerView, parse_time
+from gpustack_compose.runtime.state import DockerView
 from gpustack_compose.runtime.swap_check import coordinator_state
 from tests.conftest import run_module, unique, write
+from tests.test_docker_rehearsal import t
 
 pytestmark = pytest.mark.docker
 
@@ -29,12 +28,6 @@ models:
   - {{name: mid, model: Qwen/Qwen2.5-7B-Instruct, memory: 0.6, max_model_len: 8192, sleep: {{level: 2}}}}
   - {{name: res, model: meta-llama/Llama-3.1-8B-Instruct, memory: 0.2, max_model_len: 8192}}
 """
-
-
-def t(value: str | None) -> Any:
-    parsed = parse_time(value)
-    assert parsed is not None, value
-    return parsed
 
 
 @pytest.mark.usefixtures("built_images")
