@@ -57,7 +57,8 @@ def test_golden(case: str) -> None:
     stack = load_stack(GOLDEN / case / "stack.yaml")
     static = all(card.memory_mode == "static" for card in stack.cards)
     on_hosts = any(model_directory(m.model) is not None for m in stack.models)  # a cluster has no such folder
-    assert kubernetes_rendered(GOLDEN / case / "expected") == (static and not on_hosts)
+    swaps = any(m.sleep is not None for m in stack.models)  # swap sets are for Compose only
+    assert kubernetes_rendered(GOLDEN / case / "expected") == (static and not on_hosts and not swaps)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -79,7 +80,9 @@ def test_compose_contract(case: str, compose: dict[str, Any], litellm: dict[str,
     services = compose["services"]
     assert compose["name"] == stack.name
     model_services = {m.service: m for m in plan.models}
-    assert set(services) == {*model_services, "litellm"}
+    # swap sets add the coordinator and one first-sleep step per swappable server
+    steps = {f"{m.service}-first-sleep" for m in plan.swappables} | ({"swap"} if plan.swappables else set())
+    assert set(services) == {*model_services, "litellm", *steps}
     for service, model in model_services.items():
         body = services[service]
         assert body["labels"]["gpustack-compose.role"] == "model"
@@ -98,10 +101,18 @@ def test_compose_contract(case: str, compose: dict[str, Any], litellm: dict[str,
             for before in model.after:
                 previous = model_services[before]
                 assert set(previous.gpus) & set(model.gpus)
-            assert body["depends_on"] == {a: {"condition": "service_healthy", "restart": True} for a in model.after}
+            assert body["depends_on"] == {
+                f"{a}-first-sleep" if model_services[a].swappable else a: (
+                    {"condition": "service_completed_successfully"}
+                    if model_services[a].swappable
+                    else {"condition": "service_healthy", "restart": True}
+                )
+                for a in model.after
+            }
     proxy = services["litellm"]
     assert proxy["labels"] == {"gpustack-compose.role": "proxy"}
-    assert set(proxy["depends_on"]) == set(model_services)
+    resident = {s for s, m in model_services.items() if not m.swappable}
+    assert set(proxy["depends_on"]) == resident | ({"swap"} if plan.swappables else set())
     assert all(d["condition"] == "service_healthy" for d in proxy["depends_on"].values())
     assert proxy["ports"] == [
         {"target": 4000, "published": str(stack.proxy.port), "host_ip": stack.proxy.host, "protocol": "tcp"}
@@ -114,7 +125,10 @@ def test_compose_contract(case: str, compose: dict[str, Any], litellm: dict[str,
     for spec in stack.models:
         served_by = plan.model(spec.name).service
         for name in [spec.name, *(lora.name for lora in spec.loras)]:
-            assert routes[name] == {"model": f"hosted_vllm/{name}", "api_base": f"http://{served_by}:8000/v1"}
+            base = (
+                f"http://swap:8090/{served_by}/v1" if plan.model(spec.name).swappable else f"http://{served_by}:8000/v1"
+            )
+            assert routes[name] == {"model": f"hosted_vllm/{name}", "api_base": base}
 
 
 def test_proxy_is_on_loopback_unless_asked() -> None:
