@@ -27,11 +27,12 @@ one starts. Level-1 sleepers' pinned host memory must fit ``swap.host_memory``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from gpustack_compose import calibration as cal
 from gpustack_compose import versions
@@ -44,6 +45,8 @@ from gpustack_compose.model_facts.record import ModelEntry, ModelFacts, revision
 from gpustack_compose.placement import Card, Demand, place
 from gpustack_compose.spec import BootMode, GpuSpec, MemoryMode, ModelSpec, StackSpec, gpu_path, model_gpus
 from gpustack_compose.units import GiB, ceil_to, floor_to, fmt_fraction, fmt_gib, gib
+
+_T = TypeVar("_T")
 
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 KV_DTYPE_BYTES = {"fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}
@@ -775,11 +778,14 @@ def _swap_set_demands(needs: Sequence[_Need], cards: Sequence[_Card]) -> list[De
                     == card.index]  # fmt: skip
         if not sleepers:
             continue
-        wants = sorted((_demand(n).wants(card.total) + _reload_extra(n) for n in sleepers), reverse=True)
-        awake = min(card.awake_max, len(wants))
-        size = sum(wants[:awake]) + cal.SLEEP_RESIDUE * (len(wants) - awake)
+        size = _set_bytes(card, sleepers, functools.partial(_awake_wants, total=card.total))
         demands.append(Demand(f"(swap set of GPU {card.index})", card.path, (card.index,), 0, size_bytes=size))
     return demands
+
+
+def _awake_wants(need: _Need, total: int) -> int:
+    """What an awake swappable model asks of placement on a card of ``total`` bytes."""
+    return _demand(need).wants(total) + _reload_extra(need)
 
 
 def _reload_extra(need: _Need) -> int:
@@ -877,9 +883,21 @@ def _fractions(
 def _awake_set_bytes(card: _Card, sleepers: Sequence[_Need], shares: Mapping[str, int]) -> int:
     """The swappable models of a card at their heaviest: the awake_max largest
     awake (share, what sits outside it, a level-2 reload's extra), the rest asleep."""
-    costs = sorted((shares[n.spec.name] + n.outside_share_bytes + _reload_extra(n) for n in sleepers), reverse=True)
-    awake = min(card.awake_max, len(costs))
-    return sum(costs[:awake]) + cal.SLEEP_RESIDUE * (len(costs) - awake)
+    return _set_bytes(card, sleepers, lambda n: shares[n.spec.name] + n.outside_share_bytes + _reload_extra(n))
+
+
+def _heaviest(items: Sequence[_T], cost: Callable[[_T], int], awake_max: int) -> tuple[list[_T], list[_T]]:
+    """The awake_max swappable models that cost most awake (ties: chain order)
+    and the rest of them, asleep -- each in chain order. Every sleeper holds the
+    same residue, so the heaviest set is simply the costliest members."""
+    ranked = sorted(range(len(items)), key=lambda i: -cost(items[i]))
+    chosen = set(ranked[:awake_max])
+    return [x for i, x in enumerate(items) if i in chosen], [x for i, x in enumerate(items) if i not in chosen]
+
+
+def _set_bytes(card: _Card, sleepers: Sequence[_Need], cost: Callable[[_Need], int]) -> int:
+    awake, asleep = _heaviest(sleepers, cost, card.awake_max)
+    return sum(cost(n) for n in awake) + cal.SLEEP_RESIDUE * len(asleep)
 
 
 def _from_need(need: _Need, gpus: tuple[int, ...]) -> dict[str, Any]:
@@ -1059,10 +1077,7 @@ def _check_fractions_fit(
 def _heaviest_set(card: _Card, needs: Sequence[_Need], cost: Callable[[_Need], int]) -> tuple[list[_Need], list[_Need]]:
     """The awake_max swappable models that cost most awake (ties: chain order),
     and the rest of them, asleep."""
-    sleepers = [n for n in needs if n.spec.sleep is not None]
-    ranked = sorted(sleepers, key=lambda n: -(cost(n) - cal.SLEEP_RESIDUE))
-    awake = ranked[: card.awake_max]
-    return [n for n in sleepers if n in awake], [n for n in sleepers if n not in awake]
+    return _heaviest([n for n in needs if n.spec.sleep is not None], cost, card.awake_max)
 
 
 def _awake_clause(card: _Card, awake: Sequence[_Need | ModelPlan], asleep: Sequence[_Need | ModelPlan]) -> str:
@@ -1147,9 +1162,7 @@ def _check_under_load(card: _Card, plans: list[ModelPlan], violations: list[str]
     """Check 4: under load every server may hold its whole share plus what sits
     outside it (CUDA context, cuBLAS, CUDA graphs); with swappable models, in
     every awake set the policy allows (the heaviest decides)."""
-    ranked = sorted((p for p in plans if p.swappable), key=lambda p: -(p.peak_bytes - p.sleep_residue_bytes))
-    awake = ranked[: card.awake_max]
-    asleep = [p for p in plans if p.swappable and p not in awake]
+    awake, asleep = _heaviest([p for p in plans if p.swappable], lambda p: p.peak_bytes, card.awake_max)
     counted = [p for p in plans if not p.swappable or p in awake]
     peak = card.reserve + sum(p.peak_bytes for p in counted) + sum(p.sleep_residue_bytes for p in asleep)
     if peak <= card.total:
@@ -1159,7 +1172,7 @@ def _check_under_load(card: _Card, plans: list[ModelPlan], violations: list[str]
     _fail(
         violations,
         f"GPU {card.index} ({card.label}): "
-        + _awake_clause(card, [p for p in plans if p in awake], asleep)
+        + _awake_clause(card, awake, asleep)
         + f"the fractions fit, but under load the servers also hold "
         f"{fmt_gib(outside)} outside their fractions (CUDA context, cuBLAS and CUDA graphs, "
         f"~{fmt_gib(cal.CUDA_CONTEXT + cal.CUDA_GRAPHS)} each): {fmt_gib(peak)} against "
