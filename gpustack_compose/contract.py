@@ -13,7 +13,14 @@ import re
 
 # --- the output folder (compose/<stack>/), relative paths --------------------
 COMPOSE_FILE = "docker-compose.yml"
-LITELLM_CONFIG = "litellm/config.yaml"
+# The proxy's folder: its config and its entrypoint (the front door).
+LITELLM_DIR = "litellm"
+LITELLM_CONFIG = f"{LITELLM_DIR}/config.yaml"
+# The front door (gpustack_compose/proxy_door.py), rendered next to the config.
+PROXY_DOOR = f"{LITELLM_DIR}/door.py"
+# Where the proxy container sees the litellm/ folder (read-only; a folder, not
+# the files, so an atomic rewrite of the config is visible to a reload).
+PROXY_CONFIG_DIR = "/etc/gpustack-compose/litellm"
 ENV_EXAMPLE = ".env.example"
 # Where Compose itself reads variables for interpolation, next to the compose file.
 ENV_FILE = ".env"

@@ -20,7 +20,7 @@ from typing import Any
 
 import jinja2
 
-from gpustack_compose import contract, healthcheck
+from gpustack_compose import contract, healthcheck, render_proxy
 from gpustack_compose.contract import (
     BOOT_POSITION_LABEL,
     COMPOSE_FILE,
@@ -34,6 +34,8 @@ from gpustack_compose.contract import (
     MODEL_LABEL,
     MODEL_PORT,
     PLAN_FILE,
+    PROXY_CONFIG_DIR,
+    PROXY_DOOR,
     PROXY_PORT,
     PROXY_SERVICE,
     ROLE_LABEL,
@@ -373,7 +375,13 @@ def proxy_routes(stack: StackSpec, plan: Plan) -> list[dict[str, Any]]:
 
 def render_litellm_config(stack: StackSpec, plan: Plan, source: str) -> str:
     """``litellm/config.yaml``; the Kubernetes target puts the same text in a ConfigMap."""
-    context = {"source": source, "routes": proxy_routes(stack, plan), "proxy": stack.proxy}
+    context = {
+        "source": source,
+        "routes": proxy_routes(stack, plan),
+        "proxy": stack.proxy,
+        "router": render_proxy.router_settings(stack),
+        "timeouts": render_proxy.route_timeouts(stack),
+    }
     return environment().get_template("litellm-config.yaml.j2").render(context)
 
 
@@ -422,6 +430,10 @@ def render(stack: StackSpec, plan: Plan, source: str) -> dict[str, str]:
         "tensor_parallel": [m for m in plan.models if m.tensor_parallel > 1],
         "ipc_names": {m.name: kvcached_ipc_name(stack.name, m.service) for m in plan.models if m.elastic},
         "proxy_after": proxy_after,
+        "proxy_entrypoint": render_proxy.entrypoint(),
+        "proxy_command": render_proxy.command(stack),
+        "proxy_env": render_proxy.environment(stack),
+        "proxy_config_dir": PROXY_CONFIG_DIR,
         "swap": swap,
         "swap_service": SWAP_SERVICE,
         "swap_port": SWAP_PORT,
@@ -435,6 +447,7 @@ def render(stack: StackSpec, plan: Plan, source: str) -> dict[str, str]:
     files = {
         COMPOSE_FILE: env.get_template("docker-compose.yml.j2").render(context),
         LITELLM_CONFIG: render_litellm_config(stack, plan, source),
+        PROXY_DOOR: render_proxy.door_source(),
         ENV_EXAMPLE: env.get_template("env.example.j2").render(context),
         PLAN_FILE: env.get_template("PLAN.md.j2").render(context),
         SVG_FILE: render_svg(plan, source),

@@ -453,6 +453,17 @@ class ModelSpec(_Strict):
         default=None,
         description="Swappable: sleeps when idle and wakes on demand (vLLM sleep mode); default resident.",
     )
+    fallbacks: list[str] = Field(
+        default_factory=list,
+        description="Models or adapters of this stack that answer this model's requests, in order, when its server "
+        "is down or keeps failing (after proxy.retries).",
+    )
+    timeout_s: int | None = Field(
+        default=None,
+        ge=1,
+        le=86400,
+        description="Seconds a request to this model may take at the proxy; default proxy.request_timeout_s.",
+    )
     arch: ArchSpec | None = None
 
     @property
@@ -541,6 +552,34 @@ class ProxySpec(_Strict):
     admin_ui: bool = Field(
         default=False,
         description="Serve LiteLLM's admin UI at /ui (off: DISABLE_ADMIN_UI; its login accepts the master key).",
+    )
+    keepalive_s: int = Field(
+        default=10,
+        ge=1,
+        le=3600,
+        description="Seconds an idle client connection stays open; keep it above the clients' own idle expiry "
+        "(httpx and the OpenAI SDKs: 5 s) so the client, not the proxy, closes it.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="error", description="LiteLLM's log level (LITELLM_LOG); info logs several lines per request."
+    )
+    access_log: bool = Field(default=False, description="One log line per request (off: it costs CPU per request).")
+    retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Retries of a request whose model server could not be reached or failed (5xx), before its "
+        "fallbacks; client errors and timeouts are not retried.",
+    )
+    allowed_fails: int = Field(
+        default=3, ge=1, le=1000, description="Failures in a minute after which a model server is cooled down."
+    )
+    cooldown_s: int = Field(
+        default=30,
+        ge=1,
+        le=3600,
+        description="Seconds a failing model server gets no requests (they go to its fallbacks) before it is tried "
+        "again.",
     )
 
     @field_validator("host")
@@ -891,6 +930,27 @@ def check_stack(stack: StackSpec) -> None:
                     "(adapters are model names at the proxy)",
                 )
             names[lora.name] = where
+    _check_fallbacks(stack)
+
+
+def _check_fallbacks(stack: StackSpec) -> None:
+    """A fallback is another server's route: one served by the same server is
+    down with it."""
+    server_of = {m.name: m.name for m in stack.models}
+    server_of.update({lora.name: m.name for m in stack.models for lora in m.loras})
+    for position, model in enumerate(stack.models):
+        seen: set[str] = set()
+        for index, name in enumerate(model.fallbacks):
+            where = ("models", position, "fallbacks", index)
+            if name not in server_of:
+                known = ", ".join(sorted(server_of))
+                raise StackRuleError(where, f"{name!r} is not a model or adapter of this stack (it has {known})")
+            if server_of[name] == model.name:
+                what = "itself" if name == model.name else f"its own adapter {name!r}"
+                raise StackRuleError(where, f"{model.name} cannot fall back to {what}: the same server answers both")
+            if name in seen:
+                raise StackRuleError(where, f"{name!r} is listed twice")
+            seen.add(name)
 
 
 def resolves_as_address(hostname: str) -> bool:

@@ -15,7 +15,7 @@ from gpustack_compose import writer
 from tests.conftest import REPO, run_cli, run_module, tree, write
 
 STACK = (REPO / "stacks" / "h100-idp.yaml").read_text()
-FILES = [".env.example", "PLAN.md", "docker-compose.yml", "litellm/config.yaml", "vram.svg"]
+FILES = [".env.example", "PLAN.md", "docker-compose.yml", "litellm/config.yaml", "litellm/door.py", "vram.svg"]
 
 
 @pytest.fixture
@@ -24,16 +24,16 @@ def project(workdir: Path) -> Path:
     return workdir
 
 
-def test_render_writes_the_five_files_then_nothing(project: Path) -> None:
+def test_render_writes_the_six_files_then_nothing(project: Path) -> None:
     first = run_cli(["render", "stacks/idp.yaml"], project)
     assert first.code == 0, first.stderr
     assert first.stdout.splitlines() == [
         *(f"create    compose/idp/{f}" for f in FILES),
-        "compose/idp: 5 files: 5 created",
+        "compose/idp: 6 files: 6 created",
     ]
     mtimes = {f: (project / "compose/idp" / f).stat().st_mtime_ns for f in FILES}
     second = run_cli(["render", "stacks/idp.yaml"], project)
-    assert second.stdout.splitlines() == ["compose/idp: 5 files: 5 unchanged"]
+    assert second.stdout.splitlines() == ["compose/idp: 6 files: 6 unchanged"]
     assert {f: (project / "compose/idp" / f).stat().st_mtime_ns for f in FILES} == mtimes
     assert not list(project.rglob(f"{writer.TEMP_PREFIX}*"))
 
@@ -44,7 +44,7 @@ def test_a_change_updates_only_what_changed(project: Path) -> None:
     result = run_cli(["render", "stacks/idp.yaml"], project)
     assert result.stdout.splitlines() == [
         "update    compose/idp/docker-compose.yml",
-        "compose/idp: 5 files: 1 updated, 4 unchanged",
+        "compose/idp: 6 files: 1 updated, 5 unchanged",
     ]
 
 

@@ -315,6 +315,6 @@ def test_colour_only_for_terminals_and_never_with_no_color(tmp_path: Path) -> No
     write(tmp_path / "ok.yaml", "name: ok\ngpus: [{index: 0, type: L4}]\nmodels:\n"
           "  - {name: a, model: Qwen/Qwen3-0.6B, memory: 0.5, max_model_len: 4096}\n")  # fmt: skip
     rendered = run_module(["render", "ok.yaml"], tmp_path)
-    assert rendered.code == 0 and rendered.stderr == "" and len(rendered.stdout.splitlines()) == 6
+    assert rendered.code == 0 and rendered.stderr == "" and len(rendered.stdout.splitlines()) == 7
     again = run_module(["render", "ok.yaml"], tmp_path)
-    assert again.stdout == "compose/ok: 5 files: 5 unchanged\n"
+    assert again.stdout == "compose/ok: 6 files: 6 unchanged\n"

@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from gpustack_compose import healthcheck
+from gpustack_compose import healthcheck, render_proxy
 from gpustack_compose.contract import (
     ADAPTER_ROOT,
     BOOT_POSITION_LABEL,
@@ -26,6 +26,7 @@ from gpustack_compose.contract import (
     KUSTOMIZATION,
     MODEL_LABEL,
     MODEL_PORT,
+    PROXY_CONFIG_DIR,
     PROXY_PORT,
     PROXY_SERVICE,
     ROLE_LABEL,
@@ -269,10 +270,15 @@ def render_kubernetes(stack: StackSpec, plan: Plan, source: str) -> dict[str, st
         "proxy_waits_for": sorted(_health_url(p["name"]) for p in pods),
         "proxy_wait_timeout_s": max(budgets.values()),
         "proxy_startup_failures": math.ceil(proxy_timing / STARTUP_PERIOD_S),
-        # A ConfigMap mounted with subPath is not refreshed in a running pod:
-        # a changed config changes this annotation, which rolls the proxy.
-        "config_hash": hashlib.sha256(litellm_config.encode()).hexdigest()[:16],
+        # LiteLLM reads its config when a worker starts: a changed config (or
+        # door) changes this annotation, which rolls the proxy.
+        "config_hash": hashlib.sha256((litellm_config + render_proxy.door_source()).encode()).hexdigest()[:16],
         "litellm_config": litellm_config,
+        "door_source": render_proxy.door_source(),
+        "proxy_entrypoint": render_proxy.entrypoint(),
+        "proxy_command": render_proxy.command(stack),
+        "proxy_env": render_proxy.environment(stack),
+        "proxy_config_dir": PROXY_CONFIG_DIR,
         "litellm_configmap": LITELLM_CONFIGMAP,
         "wait_configmap": WAIT_CONFIGMAP,
         "wait_script_name": WAIT_SCRIPT,
