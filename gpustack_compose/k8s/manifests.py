@@ -252,6 +252,7 @@ def render_kubernetes(stack: StackSpec, plan: Plan, source: str) -> dict[str, st
     budgets = _chain_budgets(plan)
     pods = [_model_pod(stack, plan, specs[m.name], m, budgets) for m in plan.boot_ordered()]
     litellm_config = render_litellm_config(stack, plan, source)
+    door = render_proxy.door_source()
     proxy_timing = healthcheck.PROXY_START_PERIOD_S
     context: dict[str, Any] = {
         "stack": stack,
@@ -272,9 +273,9 @@ def render_kubernetes(stack: StackSpec, plan: Plan, source: str) -> dict[str, st
         "proxy_startup_failures": math.ceil(proxy_timing / STARTUP_PERIOD_S),
         # LiteLLM reads its config when a worker starts: a changed config (or
         # door) changes this annotation, which rolls the proxy.
-        "config_hash": hashlib.sha256((litellm_config + render_proxy.door_source()).encode()).hexdigest()[:16],
+        "config_hash": hashlib.sha256((litellm_config + door).encode()).hexdigest()[:16],
         "litellm_config": litellm_config,
-        "door_source": render_proxy.door_source(),
+        "door_source": door,
         "proxy_entrypoint": render_proxy.entrypoint(),
         "proxy_command": render_proxy.command(stack),
         "proxy_env": render_proxy.environment(stack),
