@@ -4,10 +4,18 @@ before anything is written; live loading on a running rehearsal."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
+import docker
+import httpx
 import pytest
 
+from gpustack_compose.contract import PROXY_PORT, PROXY_SERVICE
+from gpustack_compose.loader import load_stack
+from gpustack_compose.runtime.state import DockerView
+from gpustack_compose.runtime.target import existing_rehearsal
 from gpustack_compose.stack_edit import add_lora, remove_lora
 from tests.conftest import run_cli, run_module, tree, unique, write
 
@@ -88,6 +96,41 @@ def test_a_bad_add_writes_nothing(project: Path, args: list[str], message: str) 
     assert tree(project) == before
 
 
+class BaseModelClient:
+    """A client of the base model that keeps sending while adapters change: a
+    plain keep-alive connection, no retries, so any request the proxy drops
+    is counted."""
+
+    def __init__(self, url: str, key: str) -> None:
+        self.url = url
+        self.http = httpx.Client(timeout=60, headers={"Authorization": f"Bearer {key}"})
+        self.sent = 0
+        self.failures: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        body = {"model": "llama", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+        while not self.stop.is_set():
+            self.sent += 1
+            try:
+                response = self.http.post(f"{self.url}/v1/chat/completions", json=body)
+                if response.status_code != 200:
+                    self.failures.append(f"HTTP {response.status_code}: {response.text[:200]}")
+            except httpx.HTTPError as exc:
+                self.failures.append(f"{type(exc).__name__}: {exc}")
+            time.sleep(0.02)
+
+    def __enter__(self) -> BaseModelClient:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=90)
+        self.http.close()
+
+
 @pytest.mark.docker
 @pytest.mark.usefixtures("built_images")
 def test_lora_add_on_a_running_rehearsal(workdir: Path) -> None:
@@ -100,23 +143,31 @@ def test_lora_add_on_a_running_rehearsal(workdir: Path) -> None:
         assert up.code == 0, up.stderr
         before = run_module(["status", "--rehearsal", "s.yaml", "--json"], workdir)
         started = {r["service"]: r["started_at"] for r in json.loads(before.stdout)["services"]}
-        # a new customer's adapter lands in the runtime folder; one command routes it
-        adapter(workdir / "adapters" / "globex")
-        added = run_module(["lora", "add", "--rehearsal", "s.yaml", "llama", "globex", "adapters/globex"], workdir)
-        assert added.code == 0, added.stderr
-        assert "llama: Success: LoRA adapter 'globex' added successfully." in added.stdout
-        assert "routes globex" in added.stdout
-        smoke = run_module(["smoke", "--rehearsal", "s.yaml", "--json"], workdir)
-        results = {r["model"]: r["ok"] for r in json.loads(smoke.stdout)["smoke"]}
-        assert results == {"llama": True, "acme": True, "globex": True, "(no key)": True}
-        # the base model was not restarted, only the proxy
+        target = existing_rehearsal(load_stack(workdir / "s.yaml"), workdir / "compose" / name)
+        assert target.master_key is not None
+        bound = DockerView(docker.from_env()).published_port(target.project, PROXY_SERVICE, PROXY_PORT)
+        assert bound is not None
+        with BaseModelClient(f"http://{bound[0]}:{bound[1]}", target.master_key) as base:
+            # a new customer's adapter lands in the runtime folder; one command routes it
+            adapter(workdir / "adapters" / "globex")
+            added = run_module(["lora", "add", "--rehearsal", "s.yaml", "llama", "globex", "adapters/globex"], workdir)
+            assert added.code == 0, added.stderr
+            assert "llama: Success: LoRA adapter 'globex' added successfully." in added.stdout
+            assert "proxy reloaded in place and routes globex" in added.stdout
+            smoke = run_module(["smoke", "--rehearsal", "s.yaml", "--json"], workdir)
+            results = {r["model"]: r["ok"] for r in json.loads(smoke.stdout)["smoke"]}
+            assert results == {"llama": True, "acme": True, "globex": True, "(no key)": True}
+            removed = run_module(["lora", "remove", "--rehearsal", "s.yaml", "llama", "globex"], workdir)
+            assert removed.code == 0, removed.stderr
+            assert "removed successfully" in removed.stdout
+            assert "no longer routes globex" in removed.stdout
+            time.sleep(3)  # the old workers' drain, with the client still sending
+        # no request to the base model failed, and neither it nor the proxy restarted
+        assert base.failures == []
+        assert base.sent > 20
         after = run_module(["status", "--rehearsal", "s.yaml", "--json"], workdir)
         now = {r["service"]: r["started_at"] for r in json.loads(after.stdout)["services"]}
-        assert now["llama"] == started["llama"]
-        assert now["litellm"] != started["litellm"]
-        removed = run_module(["lora", "remove", "--rehearsal", "s.yaml", "llama", "globex"], workdir)
-        assert removed.code == 0, removed.stderr
-        assert "removed successfully" in removed.stdout
+        assert now == started
         smoke = run_module(["smoke", "--rehearsal", "s.yaml", "--json"], workdir)
         assert "globex" not in {r["model"] for r in json.loads(smoke.stdout)["smoke"]}
     finally:

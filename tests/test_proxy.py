@@ -47,6 +47,22 @@ def test_gives_up_with_what_is_missing() -> None:
         client.wait_ready(["a", "b"], timeout_s=0.2, poll_s=0.05)
 
 
+def test_waits_until_a_removed_name_is_gone() -> None:
+    # old workers (still listing the adapter) answer the first polls after a reload
+    listings = iter([["a", "x"], ["a", "x"], ["a"]])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/health/liveliness":
+            return httpx.Response(200)
+        return httpx.Response(200, json={"data": [{"id": m} for m in next(listings)]})
+
+    client = ProxyClient("http://proxy", KEY, transport=httpx.MockTransport(handler))
+    assert client.wait_ready(["a"], timeout_s=5, poll_s=0.01, gone=["x"]) < 5
+    stuck = ProxyClient("http://proxy", KEY, transport=fake_litellm(["a", "x"]))
+    with pytest.raises(BootError, match=r"the proxy still lists x"):
+        stuck.wait_ready(["a"], timeout_s=0.2, poll_s=0.05, gone=["x"])
+
+
 def test_smoke_per_model_and_key_refusal() -> None:
     client = ProxyClient("http://proxy", KEY, transport=fake_litellm(["a", "inv"]))
     assert client.chat("a").ok

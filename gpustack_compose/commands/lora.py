@@ -3,8 +3,16 @@
 Edits the stack file (validated in full before it is written), re-renders,
 and when the stack is running and the model has runtime loading on, loads or
 unloads the adapter in the running vLLM server (``/v1/load_lora_adapter``)
-and restarts only the proxy so that it routes the new name -- the base model
-keeps serving.
+and reloads the proxy's routes in place (Gunicorn's SIGHUP: fresh workers read
+the new config while the old ones finish): no model and no client request
+waits for a proxy restart.
+
+Why a reload and not the alternatives: LiteLLM's model management API
+(``/model/new``) refuses to work without a database (``STORE_MODEL_IN_DB``,
+litellm/proxy/management_endpoints/model_management_endpoints.py), and a
+wildcard route to the base server would forward any name: ``/v1/models``
+would no longer list the adapters, and a mistyped name would travel to the
+model server instead of being refused at the door.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from pathlib import Path
 
 from gpustack_compose.commands.common import output_dir, write_rendered
 from gpustack_compose.console import Output
-from gpustack_compose.contract import RUNTIME_ADAPTERS
+from gpustack_compose.contract import PROXY_SERVICE, RUNTIME_ADAPTERS
 from gpustack_compose.errors import CheckError, EngineError
 from gpustack_compose.loaded import Loaded
 from gpustack_compose.loader import parse_yaml, read_stack_text, validate_stack
@@ -117,9 +125,16 @@ def _live(
     if status != 200:
         raise CheckError(f"{model} refused {endpoint} for {name} (HTTP {status}): {reply.strip()[:300]}")
     output.info(f"{model}: {reply.strip()}")
-    waited = model_server.restart_proxy(target, view, session.served_names(loaded.stack))
-    if waited is None:
-        output.info("proxy restarted (no master key here to check its routes)")
+    proxy_state = states.get(PROXY_SERVICE)
+    if proxy_state is None or proxy_state.status != "running":
+        output.info(f"the proxy of {target.project} is not running: it routes {name} when it starts")
         return
-    what = f"routes {name}" if adding else "routes the remaining names"
-    output.info(f"proxy restarted and {what} ({waited:.1f} s); the base model kept serving")
+    gone = [] if adding else [name]
+    waited = model_server.reload_proxy(
+        client, proxy_state.container_id, target, view, session.served_names(loaded.stack), gone
+    )
+    if waited is None:
+        output.info("proxy reloading its routes (no master key here to check them)")
+        return
+    what = f"routes {name}" if adding else f"no longer routes {name}"
+    output.info(f"proxy reloaded in place and {what} ({waited:.1f} s); every model kept serving")

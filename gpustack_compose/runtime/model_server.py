@@ -1,5 +1,6 @@
 """Talking to a running model server whose port is not published, and
-restarting the proxy alone: the I/O behind ``lora add`` / ``lora remove``."""
+reloading the proxy's routes in place: the I/O behind ``lora add`` /
+``lora remove``."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from typing import Any
 
 from docker.errors import DockerException
 
-from gpustack_compose.contract import MODEL_PORT, PROXY_SERVICE
+from gpustack_compose.contract import MODEL_PORT
 from gpustack_compose.errors import EngineError
-from gpustack_compose.runtime import compose, session
+from gpustack_compose.runtime import session
 from gpustack_compose.runtime.state import DockerView
 from gpustack_compose.runtime.target import ComposeProject
 
@@ -33,23 +34,33 @@ def post(client: Any, container_id: str, endpoint: str, body: dict[str, str]) ->
         return 0, text
 
 
-def restart_proxy(target: ComposeProject, view: DockerView, names: list[str]) -> float | None:
-    """The proxy reads its config at start: restart it alone (the models keep
-    serving), then wait until it routes every name again. Seconds waited;
-    None when no master key is at hand to check the routes."""
-    result = compose.run(
-        ["--project-directory", str(target.project_dir), "restart", PROXY_SERVICE],
-        project=target.project,
-        files=target.files,
-        env=target.env,
-        timeout=300,
-    )
-    if result.code != 0:
-        raise EngineError(f"restarting the proxy failed: {result.stderr.strip()[-300:]}")
+def reload_proxy(
+    client: Any, container_id: str, target: ComposeProject, view: DockerView, names: list[str], gone: list[str]
+) -> float | None:
+    """Make the running proxy route the stack's new config without a restart.
+
+    The proxy's PID 1 is the door, which runs LiteLLM's Gunicorn master in
+    its own process. SIGHUP makes Gunicorn fork a fresh set of workers from
+    the preloaded app and stop the old ones gracefully (gunicorn/arbiter.py:
+    ``handle_hup``, ``reload``); each new worker reads the config file again
+    in LiteLLM's startup event (litellm/proxy/proxy_server.py:
+    ``proxy_startup_event``), and the rendered folder is bind-mounted, so it
+    sees the file just written. The old workers finish what they are serving
+    and close each connection with ``Connection: close`` (the door's drain);
+    the listening socket stays open in the master, so a new connection waits
+    for a new worker instead of failing (docs/facts.md, "The front door").
+
+    Then wait until the proxy lists every name in ``names`` and none in
+    ``gone``; seconds waited, None when no master key is at hand to look.
+    """
+    try:
+        client.containers.get(container_id).kill(signal="SIGHUP")
+    except DockerException as exc:
+        raise EngineError(f"cannot signal the proxy in {container_id[:12]}: {exc}") from None
     if target.master_key is None:
         return None
     proxy = session.proxy_client(view, target.project, target.master_key)
     try:
-        return proxy.wait_ready(names, timeout_s=180)
+        return proxy.wait_ready(names, timeout_s=180, gone=gone)
     finally:
         proxy.close()

@@ -77,15 +77,23 @@ class ProxyClient:
         except (ValueError, KeyError, TypeError) as exc:
             raise NotReady(f"/v1/models answered something that is not a model list: {exc}") from None
 
-    def wait_ready(self, expected: Iterable[str], timeout_s: float, poll_s: float = 0.5) -> float:
-        """Block until the proxy is live and lists every expected model; seconds waited."""
+    def wait_ready(
+        self, expected: Iterable[str], timeout_s: float, poll_s: float = 0.5, *, gone: Iterable[str] = ()
+    ) -> float:
+        """Block until the proxy is live, lists every expected model and none
+        of the ``gone`` ones; seconds waited."""
         wanted = set(expected)
+        unwanted = set(gone)
         started = time.monotonic()
 
         def attempt() -> None:
-            missing = wanted - self.routed_models()
+            routed = self.routed_models()
+            missing = wanted - routed
             if missing:
                 raise NotReady(f"the proxy does not list {', '.join(sorted(missing))} yet")
+            still = unwanted & routed
+            if still:
+                raise NotReady(f"the proxy still lists {', '.join(sorted(still))}")
 
         try:
             for try_ in Retrying(
