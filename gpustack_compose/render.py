@@ -433,6 +433,7 @@ def render(stack: StackSpec, plan: Plan, source: str) -> dict[str, str]:
         "proxy_entrypoint": render_proxy.entrypoint(),
         "proxy_command": render_proxy.command(stack),
         "proxy_env": render_proxy.environment(stack),
+        "proxy_sysctls": render_proxy.sysctls(),
         "proxy_config_dir": PROXY_CONFIG_DIR,
         "swap": swap,
         "swap_service": SWAP_SERVICE,

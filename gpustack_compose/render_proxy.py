@@ -26,10 +26,14 @@ DOOR_IN_CONTAINER = f"{PROXY_CONFIG_DIR}/door.py"
 RECYCLE_JITTER_SHARE = 10
 
 # Seconds LiteLLM's aiohttp session caches a model server's address
-# (litellm/constants.py AIOHTTP_TTL_DNS_CACHE, default 300). Compose's DNS
-# answers from the same host in well under a millisecond; a stale address
-# sends every request of those 300 s to a container that is gone.
-DNS_CACHE_S = 5
+# (litellm/constants.py AIOHTTP_TTL_DNS_CACHE, default 300). While cached, a
+# stopped or recreated container's old address keeps getting new connections,
+# which hang in SYN_SENT (see SYN_RETRIES); once the cache lets go, the name
+# no longer resolves and LiteLLM retries and falls back at once. Only a new
+# connection looks the name up, and Compose's DNS answers from the same host
+# (a failing lookup took 3.5 ms in the proxy container; docs/facts.md,
+# "The front door"), so 1 s costs nothing measurable.
+DNS_CACHE_S = 1
 
 # LiteLLM's exception types (litellm.types.router.RetryPolicy) split by
 # whether another attempt can help. A server that could not be reached or
@@ -55,6 +59,17 @@ COOLED_DOWN = (
     "BadGatewayErrorAllowedFails",
     "TimeoutErrorAllowedFails",
 )
+
+
+# TCP SYN retries of the proxy's network namespace (Linux default 6: a
+# connect to an address nobody holds fails after ~127 s). A model server on
+# the same host answers a SYN in well under a millisecond; a SYN goes
+# unanswered when the container behind a still-cached address is gone, and
+# then the request waits for every retry before LiteLLM may retry or fall back
+# (measured: 76 s and 139 s with the default; docs/facts.md, "The front door").
+# Two retries fail such a connect after 7 s (RTO 1 s, doubling) and still
+# ride out two lost SYNs.
+SYN_RETRIES = 2
 
 
 @dataclass(frozen=True)
@@ -97,13 +112,23 @@ def environment(stack: StackSpec) -> list[EnvVar]:
         EnvVar("LITELLM_LOG", proxy.log_level.upper(), "LiteLLM's log level (proxy.log_level)."),
         EnvVar("AIOHTTP_TTL_DNS_CACHE", str(DNS_CACHE_S),
                "A model server's address is looked up again after this long (LiteLLM's default, 300 s, keeps "
-               "sending to a stopped or recreated container's old address)."),
+               "connecting to a stopped or recreated container's old address)."),
         EnvVar("LITELLM_LOCAL_MODEL_COST_MAP", "True",
                "The model cost map shipped in the image: no fetch from GitHub at every start."),
     ]  # fmt: skip
     if not proxy.admin_ui:
         env.append(EnvVar("DISABLE_ADMIN_UI", "True", "No admin UI at /ui: its login accepts the master key."))
     return env
+
+
+def sysctls() -> list[EnvVar]:
+    """Kernel settings of the proxy's own network namespace (compose; a
+    Kubernetes pod may set only the kubelet's safe sysctls, and this is not
+    one)."""
+    return [
+        EnvVar("net.ipv4.tcp_syn_retries", str(SYN_RETRIES),
+               "A connect to a model server that is gone fails after 7 s, not ~2 min (SYN_RETRIES)."),
+    ]  # fmt: skip
 
 
 def router_settings(stack: StackSpec) -> dict[str, Any]:

@@ -39,6 +39,7 @@ THREE = """\
     model: meta-llama/Llama-3.2-1B-Instruct
     memory: 0.2
     max_model_len: 8192
+    fallbacks: [qwen3-0.6b]
 """
 
 
@@ -86,6 +87,12 @@ def test_three_models_boot_strictly_in_chain_order(workdir: Path) -> None:
     assert all(s["ok"] for s in smoke.values())
     assert smoke["(no key)"]["status"] == 401
     assert "routes all 4 models" in result.stdout
+    # its container stopped, llama-3.2-1b's requests are answered by its fallback
+    fallback = report["fallback"]
+    assert (fallback["model"], fallback["answered_by"], fallback["ok"]) == ("llama-3.2-1b", "qwen3-0.6b", True)
+    assert fallback["request"]["latency_s"] < 30
+    assert fallback["back_healthy_s"] is not None
+    assert "llama-3.2-1b stopped: answered by qwen3-0.6b" in result.stdout
     # torn down
     assert DockerView(_client()).services(f"{name}-rehearsal") == {}
 

@@ -155,6 +155,18 @@ CASES = {
         "s.yaml:14:14: models[1].env.X: contains U+D83D, half of a UTF-16 surrogate pair; write the character "
         "itself (or \\UXXXXXXXX in double quotes)",
     ),
+    "fallback to an unknown route": (
+        edit("    max_model_len: 8192", "    max_model_len: 8192\n    fallbacks: [c]"),
+        "s.yaml:10:17: models[0].fallbacks[0]: 'c' is not a model or adapter of this stack (it has a, b)",
+    ),
+    "fallback to itself": (
+        edit("    max_model_len: 8192", "    max_model_len: 8192\n    fallbacks: [b, a]"),
+        "s.yaml:10:20: models[0].fallbacks[1]: a cannot fall back to itself: the same server answers both",
+    ),
+    "fallback listed twice": (
+        edit("    max_model_len: 8192", "    max_model_len: 8192\n    fallbacks: [b, b]"),
+        "s.yaml:10:20: models[0].fallbacks[1]: 'b' is listed twice",
+    ),
     "does not fit": (
         edit("memory: 0.3", "memory: 0.6"),
         "s.yaml:3:5: gpus[0]: GPU 0 (H100-80GB, 79.18 GiB as CUDA reports it): the fractions sum to 1.1 (a 0.5 + "

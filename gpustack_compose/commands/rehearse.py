@@ -15,7 +15,7 @@ from gpustack_compose.commands.common import output_dir, rendering
 from gpustack_compose.console import Output
 from gpustack_compose.errors import CheckError, GscError
 from gpustack_compose.loaded import load_and_plan
-from gpustack_compose.runtime import session, swap_check
+from gpustack_compose.runtime import fallback_check, session, swap_check
 from gpustack_compose.runtime.lifecycle import boot_and_wait, down, emit_report, open_run, teardown_rehearsal
 from gpustack_compose.runtime.watch import order_violations
 from gpustack_compose.stand_in import Rehearsal
@@ -49,9 +49,16 @@ def run(
             swap = swap_check.check(started.view.client, started.target.project, proxy, loaded.plan) if (
                 loaded.plan.swappables
             ) else None  # fmt: skip
+            stopped = fallback_check.candidate(loaded.stack, loaded.plan)
+            fallback = fallback_check.check(
+                started.view, started.target.project, proxy, loaded.stack, loaded.plan, stopped
+            ) if stopped is not None and all(r.ok for r in results) else None  # fmt: skip
         finally:
             proxy.close()
         started.report.smoke = [r.as_dict() for r in results]
+        if fallback is not None:
+            started.report.fallback = fallback.as_dict()
+            _print_fallback(fallback, output)
         if swap is not None:
             started.report.swap = swap.as_dict()
             _print_swap(swap, output)
@@ -59,6 +66,8 @@ def run(
                 raise CheckError("swap check failed: " + "; ".join(swap.problems))
         if violations:
             raise CheckError("boot order violated: " + "; ".join(violations))
+        if fallback is not None and fallback.problems:
+            raise CheckError("fallback check failed: " + "; ".join(fallback.problems))
         failed = [r for r in results if not r.ok]
         if failed:
             raise CheckError(
@@ -66,8 +75,10 @@ def run(
             )
         started.report.ok = True
         swapped = f", {len(swap.results)} requests across the swap sets answered" if swap is not None else ""
+        fell_back = f", {fallback.model} stopped: answered by {fallback.result.answered_by}" if fallback else ""
         output.info(
-            f"rehearsal of {loaded.stack.name} passed: {len(results) - 1} routes answered{swapped}, boot order held"
+            f"rehearsal of {loaded.stack.name} passed: {len(results) - 1} routes answered{swapped}{fell_back}, "
+            "boot order held"
         )
     except GscError as exc:
         started.report.error = exc.message
@@ -89,3 +100,11 @@ def _print_swap(swap: swap_check.SwapCheck, output: Output) -> None:
             f"{model.get('failed_wakes', 0)} failed"
             + (f", last wake {latency * 1000:.0f} ms" if latency is not None else "")
         )
+
+
+def _print_fallback(check: fallback_check.FallbackCheck, output: Output) -> None:
+    result = check.result
+    latency = f" in {result.latency_s:.1f} s" if result.latency_s is not None else ""
+    answer = f"answered by {result.answered_by}{latency}" if result.ok else f"FAILED: {result.status} {result.detail}"
+    back = f"{check.back_healthy_s:.1f} s" if check.back_healthy_s is not None else "not healthy again"
+    output.info(f"  fallback: {check.model} stopped, a request to it {answer}; started again, healthy after {back}")

@@ -62,6 +62,7 @@ class RunReport:
     rehearsal: RehearsalReport | None = None
     kvcached_limits: list[dict[str, Any]] | None = None
     swap: dict[str, Any] | None = None  # the rehearsal's swap check
+    fallback: dict[str, Any] | None = None  # the rehearsal's fallback check
     proxy: dict[str, Any] | None = None
     order_violations: list[str] | None = None
     error: str | None = None
@@ -81,6 +82,7 @@ class RunReport:
         optional = {
             "kvcached_limits": self.kvcached_limits,
             "swap": self.swap,
+            "fallback": self.fallback,
             "proxy": self.proxy,
             "order_violations": self.order_violations,
             "error": self.error,

@@ -18,6 +18,10 @@ from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_d
 from gpustack_compose.errors import BootError
 
 SMOKE_PROMPT = "Reply with one short sentence."
+# LiteLLM's router names the model group that answered in this response
+# header; after a fallback it is the fallback's (litellm/router.py,
+# ``set_response_headers``; docs/facts.md, "The front door").
+ANSWERED_BY_HEADER = "x-litellm-model-group"
 
 
 class NotReady(Exception):
@@ -31,6 +35,7 @@ class SmokeResult:
     status: int | None
     latency_s: float | None
     detail: str
+    answered_by: str | None = None  # the route that answered: the model, or one of its fallbacks
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -121,12 +126,13 @@ class ProxyClient:
             return SmokeResult(model, False, response.status_code, latency, response.text[:300])
         try:
             choices = response.json()["choices"]
-            answered_by = response.json().get("model", "")
+            served = response.json().get("model", "")
         except (ValueError, KeyError, TypeError):
             return SmokeResult(model, False, 200, latency, "the answer is not a chat completion")
         if not choices:
             return SmokeResult(model, False, 200, latency, "the answer has no choices")
-        return SmokeResult(model, True, 200, latency, f"answered by {answered_by}")
+        route = response.headers.get(ANSWERED_BY_HEADER)
+        return SmokeResult(model, True, 200, latency, f"answered by {served}", answered_by=route)
 
     def refuses_without_key(self) -> SmokeResult:
         """A request with no key must be refused (401/403), never served."""
