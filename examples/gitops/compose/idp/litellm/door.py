@@ -48,7 +48,8 @@ not expose:
   with the same race. The door keeps them ``GSC_PROXY_KEEPALIVE_S`` (rendered
   from ``proxy.keepalive_s``).
 - the per-request access-log line (on unless ``GSC_PROXY_ACCESS_LOG`` is 0):
-  measured at 3.6 % of the proxy's CPU time per request (bench/RESULTS.md).
+  measured at 3.6 % of a worker's time per request (docs/facts.md,
+  "The front door").
 """
 
 from __future__ import annotations
