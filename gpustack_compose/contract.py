@@ -21,6 +21,16 @@ PROXY_DOOR = f"{LITELLM_DIR}/door.py"
 # Where the proxy container sees the litellm/ folder (read-only; a folder, not
 # the files, so an atomic rewrite of the config is visible to a reload).
 PROXY_CONFIG_DIR = "/etc/gpustack-compose/litellm"
+# Seconds the rendered proxy's aiohttp session caches a model server's
+# address (AIOHTTP_TTL_DNS_CACHE; LiteLLM's default 300, litellm/constants.py);
+# the rehearsal's fallback check waits it out. While cached, a stopped or
+# recreated container's old address keeps getting new connections, which
+# hang in SYN_SENT (render_proxy.SYN_RETRIES); once the cache lets go, the
+# name no longer resolves and LiteLLM retries and falls back at once. Only a new
+# connection looks the name up, and Compose's DNS answers from the same host
+# (a failing lookup took 3.5 ms in the proxy container; docs/facts.md,
+# "The front door"), so 1 s costs nothing measurable.
+PROXY_DNS_CACHE_S = 1
 ENV_EXAMPLE = ".env.example"
 # Where Compose itself reads variables for interpolation, next to the compose file.
 ENV_FILE = ".env"
@@ -61,9 +71,14 @@ HF_HOME_ENV = "HF_HOME"
 # switches, its per-server IPC segment and the device share it may map.
 RUNTIME_LORA_ENV = ("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "VLLM_LORA_RESOLVER_CACHE_DIR")
 KVCACHED_ENV = ("ENABLE_KVCACHED", "KVCACHED_AUTOPATCH", "KVCACHED_IPC_NAME", "KVCACHED_GPU_UTILIZATION")
+# vLLM's model runner switch: kvcached 0.1.6 refuses vLLM 0.26.0's V2 runner
+# (docs/h200-elastic-2026-12-02.md), so elastic servers run V1.
+MODEL_RUNNER_V2_ENV = "VLLM_USE_V2_MODEL_RUNNER"
 # Every variable the render itself sets in a model container: a stack's env:
 # may not set one (a duplicate key Compose refuses, or a silent override).
-RENDERED_ENV = frozenset({HF_TOKEN_ENV, HF_HOME_ENV, *RUNTIME_LORA_ENV, *KVCACHED_ENV, SLEEP_ENDPOINTS_ENV})
+RENDERED_ENV = frozenset(
+    {HF_TOKEN_ENV, HF_HOME_ENV, *RUNTIME_LORA_ENV, *KVCACHED_ENV, MODEL_RUNNER_V2_ENV, SLEEP_ENDPOINTS_ENV}
+)
 # HF_HOME in every model container: the official vLLM image's cache path.
 HF_CACHE = "/root/.cache/huggingface"
 # huggingface_hub keeps repos under HF_HOME/hub (its HF_HUB_CACHE default).

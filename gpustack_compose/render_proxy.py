@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gpustack_compose import proxy_door
-from gpustack_compose.contract import PROXY_CONFIG_DIR, PROXY_PORT
+from gpustack_compose.contract import PROXY_CONFIG_DIR, PROXY_DNS_CACHE_S, PROXY_PORT
 from gpustack_compose.spec import StackSpec
 
 CONFIG_IN_CONTAINER = f"{PROXY_CONFIG_DIR}/config.yaml"
@@ -25,15 +25,6 @@ DOOR_IN_CONTAINER = f"{PROXY_CONFIG_DIR}/door.py"
 # together would otherwise reach the count together and drain at once.
 RECYCLE_JITTER_SHARE = 10
 
-# Seconds LiteLLM's aiohttp session caches a model server's address
-# (litellm/constants.py AIOHTTP_TTL_DNS_CACHE, default 300). While cached, a
-# stopped or recreated container's old address keeps getting new connections,
-# which hang in SYN_SENT (see SYN_RETRIES); once the cache lets go, the name
-# no longer resolves and LiteLLM retries and falls back at once. Only a new
-# connection looks the name up, and Compose's DNS answers from the same host
-# (a failing lookup took 3.5 ms in the proxy container; docs/facts.md,
-# "The front door"), so 1 s costs nothing measurable.
-DNS_CACHE_S = 1
 
 # LiteLLM's exception types (litellm.types.router.RetryPolicy) split by
 # whether another attempt can help. A server that could not be reached or
@@ -110,7 +101,7 @@ def environment(stack: StackSpec) -> list[EnvVar]:
         EnvVar(proxy_door.ACCESS_LOG_ENV, "1" if proxy.access_log else "0",
                "One log line per request (proxy.access_log)."),
         EnvVar("LITELLM_LOG", proxy.log_level.upper(), "LiteLLM's log level (proxy.log_level)."),
-        EnvVar("AIOHTTP_TTL_DNS_CACHE", str(DNS_CACHE_S),
+        EnvVar("AIOHTTP_TTL_DNS_CACHE", str(PROXY_DNS_CACHE_S),
                "A model server's address is looked up again after this long (LiteLLM's default, 300 s, keeps "
                "connecting to a stopped or recreated container's old address)."),
         EnvVar("LITELLM_LOCAL_MODEL_COST_MAP", "True",

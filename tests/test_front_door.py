@@ -18,12 +18,12 @@ import yaml
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from gpustack_compose import proxy_door
-from gpustack_compose.contract import COMPOSE_FILE, LITELLM_CONFIG
+from gpustack_compose.contract import COMPOSE_FILE, LITELLM_CONFIG, PROXY_DNS_CACHE_S
 from gpustack_compose.k8s.manifests import render_kubernetes
 from gpustack_compose.loader import parse_yaml, validate_stack
 from gpustack_compose.planner import plan_stack
 from gpustack_compose.render import render
-from gpustack_compose.render_proxy import DNS_CACHE_S, SYN_RETRIES
+from gpustack_compose.render_proxy import SYN_RETRIES
 from gpustack_compose.runtime.fallback_check import FallbackCheck, candidate
 from gpustack_compose.runtime.proxy import SmokeResult
 from gpustack_compose.spec import StackSpec
@@ -56,7 +56,7 @@ def test_compose_renders_the_door_and_the_router_settings() -> None:
     assert env["MAX_REQUESTS_BEFORE_RESTART_JITTER"] == str(int(env["MAX_REQUESTS_BEFORE_RESTART"]) // 10)
     assert env[proxy_door.KEEPALIVE_ENV] == "15"
     assert env[proxy_door.ACCESS_LOG_ENV] == "0"
-    assert env["AIOHTTP_TTL_DNS_CACHE"] == str(DNS_CACHE_S)
+    assert env["AIOHTTP_TTL_DNS_CACHE"] == str(PROXY_DNS_CACHE_S)
     assert env["LITELLM_LOG"] == "ERROR"
     assert proxy["sysctls"] == {"net.ipv4.tcp_syn_retries": str(SYN_RETRIES)}
     assert files["litellm/door.py"] == proxy_door.__loader__.get_source(proxy_door.__name__)  # type: ignore[union-attr]
@@ -86,7 +86,7 @@ def test_kubernetes_renders_the_same_door() -> None:
     assert container["command"] == ["python3", "/etc/gpustack-compose/litellm/door.py"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env[proxy_door.KEEPALIVE_ENV] == "15"
-    assert env["AIOHTTP_TTL_DNS_CACHE"] == str(DNS_CACHE_S)
+    assert env["AIOHTTP_TTL_DNS_CACHE"] == str(PROXY_DNS_CACHE_S)
 
 
 # --- the draining protocol, on a real Uvicorn ---------------------------------

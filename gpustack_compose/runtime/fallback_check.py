@@ -4,7 +4,7 @@ started again. What a client sees when a backend dies, on real Docker, real
 Compose DNS and the real LiteLLM router.
 
 Between the stop and the request the check waits out the proxy's DNS cache
-(``render_proxy.DNS_CACHE_S``): within it, LiteLLM still connects to the
+(``contract.PROXY_DNS_CACHE_S``): within it, LiteLLM still connects to the
 stopped container's old address, and a connection to an address nobody
 holds waits for TCP's SYN retries before it fails (measured: 76 s on this
 project's CI host; docs/facts.md, "The front door"). The model's own
@@ -19,9 +19,9 @@ from typing import Any
 
 from docker.errors import DockerException
 
+from gpustack_compose.contract import PROXY_DNS_CACHE_S
 from gpustack_compose.errors import EngineError
 from gpustack_compose.planner import Plan
-from gpustack_compose.render_proxy import DNS_CACHE_S
 from gpustack_compose.runtime.proxy import ProxyClient, SmokeResult
 from gpustack_compose.runtime.state import DockerView
 from gpustack_compose.spec import StackSpec
@@ -102,7 +102,7 @@ def check(
         container = _container(view, project, service)
         container.stop(timeout=STOP_TIMEOUT_S)
         try:
-            time.sleep(DNS_CACHE_S + 1)  # the proxy no longer holds its address (module docstring)
+            time.sleep(PROXY_DNS_CACHE_S + 1)  # the proxy no longer holds its address (module docstring)
             result = proxy.chat(model)
         finally:
             container.start()
