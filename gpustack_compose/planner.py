@@ -1256,9 +1256,11 @@ def _plan_elastic_gpu(
         )
     plans: list[ModelPlan] = []
     previous: str | None = None
+    held = 0  # what the servers booted before this one hold at idle: kvcached maps KV only for requests
     for position, need in enumerate(needs, start=1):
         name = need.spec.name
         kv_min, kv_max = minimums[name], maximums[name]
+        resident = need.weights_bytes + need.lora_bytes + cal.resident_overhead(need.weights_bytes)
         # rounded: ceil_to leaves float noise (0.7260000000000001) that vLLM would print back
         fraction = round(ceil_to((need.non_kv_bytes + kv_max) / total, cal.FRACTION_STEP), 4)
         plans.append(
@@ -1273,10 +1275,13 @@ def _plan_elastic_gpu(
                 kv_bytes=kv_min,
                 kv_tokens=kv_min // need.kv_bytes_per_token,
                 min_fraction=ceil_to((need.non_kv_bytes + kv_min) / total, cal.FRACTION_STEP),
-                # kvcached skips vLLM's free-memory check at start: the server
-                # maps KV pages as it goes, so only its weights must fit.
-                free_at_start_bytes=pool + static,
-                resident_bytes=need.weights_bytes + need.lora_bytes + cal.resident_overhead(need.weights_bytes),
+                # What vLLM's startup snapshot sees: the card less what the
+                # servers before it hold at idle (their weights; kvcached
+                # maps KV pages only as requests need them). Measured on the
+                # H200: the 7B after the 14B saw 110.06 GiB free, planned
+                # 109.96 (docs/h200-elastic-2026-12-02.md).
+                free_at_start_bytes=pool + static - held,
+                resident_bytes=resident,
                 # Guaranteed footprint; what it borrows beyond kv_min is the pool's.
                 peak_bytes=need.non_kv_bytes + need.outside_share_bytes + kv_min,
                 exact_kv=False,
@@ -1286,6 +1291,7 @@ def _plan_elastic_gpu(
             )
         )
         previous = service_name(name)
+        held += resident
     return plans, pool
 
 

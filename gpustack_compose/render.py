@@ -286,13 +286,17 @@ def environment() -> jinja2.Environment:
 def kvcached_env(stack: StackSpec, full: Plan, plan: ModelPlan) -> dict[str, str]:
     """What kvcached reads (kvcached docs, API reference): it patches vLLM at
     import (KVCACHED_AUTOPATCH=1) when ENABLE_KVCACHED is true, and maps KV
-    pages only while the device stays under KVCACHED_GPU_UTILIZATION."""
+    pages only while the device stays under KVCACHED_GPU_UTILIZATION. It
+    refuses vLLM 0.26.0's V2 model runner at engine start ("kvcached does not
+    support the vLLM 0.26.0 Model Runner V2 yet; set VLLM_USE_V2_MODEL_RUNNER=0",
+    measured on the H200: docs/h200-elastic-2026-12-02.md)."""
     enable, autopatch, ipc_name, utilization = contract.KVCACHED_ENV
     return {
         enable: "true",
         autopatch: "1",
         ipc_name: kvcached_ipc_name(stack.name, plan.service),
         utilization: f"{full.gpu(plan.gpu).kvcached_gpu_utilization:g}",
+        contract.MODEL_RUNNER_V2_ENV: "0",
     }
 
 

@@ -48,6 +48,11 @@ def test_the_pool_is_what_weights_and_overheads_leave() -> None:
     assert sum(m.kv_bytes for m in gpu.models) <= gpu.pool_bytes
     assert gpu.chain == ("qwen2.5-14b", "paddleocr-vl", "qwen2.5-7b")  # still sequential
     assert not plan.gpu(1).models[0].elastic
+    # each server's startup snapshot sees the card less the idle footprint of
+    # the servers before it (the H200 run: docs/h200-elastic-2026-12-02.md)
+    assert chat.free_at_start_bytes == gpu.total_bytes - gpu.reserve_bytes
+    assert ocr.free_at_start_bytes == chat.free_at_start_bytes - chat.resident_bytes
+    assert small.free_at_start_bytes == ocr.free_at_start_bytes - ocr.resident_bytes
 
 
 def test_render_carries_what_kvcached_needs() -> None:
@@ -59,6 +64,7 @@ def test_render_carries_what_kvcached_needs() -> None:
     assert chat["environment"]["ENABLE_KVCACHED"] == "true"
     assert chat["environment"]["KVCACHED_AUTOPATCH"] == "1"
     assert chat["environment"]["KVCACHED_GPU_UTILIZATION"] == "0.993"
+    assert chat["environment"]["VLLM_USE_V2_MODEL_RUNNER"] == "0"  # kvcached 0.1.6 refuses the V2 runner
     names = {s["environment"].get("KVCACHED_IPC_NAME") for s in compose.values() if "environment" in s}
     assert {"elastic-qwen2-5-14b", "elastic-paddleocr-vl", "elastic-qwen2-5-7b"} <= names
     assert chat["ipc"] == "shareable" and chat["shm_size"] == "2gb"
