@@ -3,6 +3,9 @@ render, and the simulator's page accounting and kvctl."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -230,3 +233,24 @@ def test_the_cpu_engine_rehearsal_says_it_has_no_kvcached() -> None:
     notes = differences(stack, plan, options)
     assert "kvcached is not part of vLLM's CPU build: a static KV cache, no kvctl caps" in notes["qwen2-5-14b"]
     assert not any("kvcached" in note for note in notes["llama-3-1-8b"])
+
+
+@pytest.mark.parametrize(("runner", "refused"), [(None, True), ("1", True), ("0", False)])
+def test_the_simulator_refuses_the_v2_model_runner_as_kvcached_does(
+    tmp_path: Path, runner: str | None, refused: bool
+) -> None:
+    # kvcached 0.1.6 under vLLM 0.26.0 on the H200: KVCachedConfigError at
+    # engine start unless VLLM_USE_V2_MODEL_RUNNER=0 (docs/h200-elastic-2026-12-02.md)
+    env = {**os.environ, "ENABLE_KVCACHED": "true", "GSC_SIM_LEDGER_DIR": str(tmp_path), "GSC_SIM_LOAD_S": "0",
+           "GSC_SIM_FAIL": "crash"}  # fmt: skip  # crash: exit once the boot got past the engine start
+    env.pop("VLLM_USE_V2_MODEL_RUNNER", None)
+    if runner is not None:
+        env["VLLM_USE_V2_MODEL_RUNNER"] = runner
+    result = subprocess.run(
+        [sys.executable, "-m", "gpustack_compose.simulator", "serve", "m", "--gpu-memory-utilization", "0.5"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    message = "kvcached does not support the vLLM 0.26.0 Model Runner V2 yet; set VLLM_USE_V2_MODEL_RUNNER=0"
+    assert (message in result.stdout) is refused, result.stdout[-500:]
+    assert ("simulated engine crash" in result.stdout) is not refused

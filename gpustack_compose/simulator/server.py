@@ -18,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from gpustack_compose.contract import MODEL_RUNNER_V2_ENV
 from gpustack_compose.simulator.args import ServeArgs, UnrecognizedArguments, flags, parse
 from gpustack_compose.simulator.kvpool import ElasticKv
 from gpustack_compose.simulator.ledger import Cards, GiB, Gpu
@@ -57,6 +58,9 @@ class Settings:
     fail: str
     runtime_lora: bool
     elastic: bool = False  # kvcached (ENABLE_KVCACHED=true)
+    # vLLM 0.26.0 runs its V2 model runner unless VLLM_USE_V2_MODEL_RUNNER=0,
+    # and kvcached 0.1.6 refuses it (docs/h200-elastic-2026-12-02.md)
+    model_runner_v2: bool = True
     ipc_name: str = ""
     token_s: float = 0.0  # simulated decode time per generated token
     dev_mode: bool = False  # VLLM_SERVER_DEV_MODE: the sleep endpoints
@@ -86,6 +90,7 @@ class Settings:
             fail=env.get("GSC_SIM_FAIL", ""),
             runtime_lora=_truthy(env.get("VLLM_ALLOW_RUNTIME_LORA_UPDATING")),
             elastic=_truthy(env.get("ENABLE_KVCACHED")),
+            model_runner_v2=env.get(MODEL_RUNNER_V2_ENV, "1") != "0",
             ipc_name=env.get("KVCACHED_IPC_NAME") or env.get("GSC_SIM_INSTANCE") or socket.gethostname(),
             token_s=float(env.get("GSC_SIM_TOKEN_S", "0")),
             dev_mode=_truthy(env.get("VLLM_SERVER_DEV_MODE")),
@@ -538,6 +543,12 @@ class Boot:
     def run(self) -> None:
         s = self.settings
         weights = s.weights_bytes if s.weights_bytes is not None else int(self.requested * 0.6)
+        if s.elastic and s.model_runner_v2:
+            print(f"{_pid_prefix()} ERROR [v1/engine/core.py] EngineCore failed to start.", flush=True)
+            print(f"kvcached.utils.KVCachedConfigError: kvcached does not support the vLLM {flags().release} Model "
+                  f"Runner V2 yet; set {MODEL_RUNNER_V2_ENV}=0 to use the V1 model runner, or disable kvcached",
+                  flush=True)  # fmt: skip
+            raise _Refused
         self.at(0.3)
         if s.elastic:
             # kvcached's patched worker skips vLLM's free-memory check: the KV
