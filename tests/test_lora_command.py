@@ -75,6 +75,17 @@ def test_add_then_remove_through_the_cli(project: Path) -> None:
     assert (project / "s.yaml").read_text() == STACK.format(name="loras")
 
 
+def test_with_no_engine_the_change_waits_for_the_next_up(project: Path) -> None:
+    no_engine = {"DOCKER_HOST": f"unix://{project}/no-engine.sock"}
+    result = run_module(["lora", "add", "s.yaml", "llama", "globex", "adapters/globex"], project, env=no_engine)
+    assert result.code == 0, result.stderr
+    assert "the change takes effect at the next `up`" in result.stdout + result.stderr
+    assert "name: globex" in (project / "s.yaml").read_text()
+    removed = run_module(["lora", "remove", "s.yaml", "llama", "globex"], project, env=no_engine)
+    assert removed.code == 0, removed.stderr
+    assert "the change takes effect at the next `up`" in removed.stdout + removed.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
