@@ -130,9 +130,7 @@ def _live(
         output.info(f"the proxy of {target.project} is not running: it routes {name} when it starts")
         return
     gone = [] if adding else [name]
-    waited = model_server.reload_proxy(
-        client, proxy_state.container_id, target, view, session.served_names(loaded.stack), gone
-    )
+    waited = model_server.reload_proxy(view, proxy_state.container_id, target, session.served_names(loaded.stack), gone)
     if waited is None:
         output.info("proxy reloading its routes (no master key here to check them)")
         return

@@ -35,7 +35,7 @@ def post(client: Any, container_id: str, endpoint: str, body: dict[str, str]) ->
 
 
 def reload_proxy(
-    client: Any, container_id: str, target: ComposeProject, view: DockerView, names: list[str], gone: list[str]
+    view: DockerView, container_id: str, target: ComposeProject, names: list[str], gone: list[str]
 ) -> float | None:
     """Make the running proxy route the stack's new config without a restart.
 
@@ -54,7 +54,7 @@ def reload_proxy(
     ``gone``; seconds waited, None when no master key is at hand to look.
     """
     try:
-        client.containers.get(container_id).kill(signal="SIGHUP")
+        view.client.containers.get(container_id).kill(signal="SIGHUP")
     except DockerException as exc:
         raise EngineError(f"cannot signal the proxy in {container_id[:12]}: {exc}") from None
     if target.master_key is None:

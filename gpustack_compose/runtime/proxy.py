@@ -125,8 +125,8 @@ class ProxyClient:
         if response.status_code != 200:
             return SmokeResult(model, False, response.status_code, latency, response.text[:300])
         try:
-            choices = response.json()["choices"]
-            served = response.json().get("model", "")
+            answer = response.json()
+            choices, served = answer["choices"], answer.get("model", "")
         except (ValueError, KeyError, TypeError):
             return SmokeResult(model, False, 200, latency, "the answer is not a chat completion")
         if not choices:
