@@ -398,18 +398,34 @@ def up(
 
 @main.command()
 @STACK
-@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the tables as JSON (one document per refresh).")
+@click.option(
+    "--watch",
+    "watch_s",
+    type=click.FloatRange(min=0.5),
+    default=None,
+    metavar="SECONDS",
+    help="Refresh every SECONDS until Ctrl-C.",
+)
 @REHEARSAL
-def status(stack: Path, as_json: bool, rehearsal: bool) -> None:
-    """One table of the stack's services: health, uptime, restarts, GPU, fraction.
+def status(stack: Path, as_json: bool, watch_s: float | None, rehearsal: bool) -> None:
+    """The stack's services (health, uptime, restarts, GPU, fraction), and the
+    plan against reality: per model, the planned KV tokens against what the
+    server reports, its KV usage and queue, its container's GPU memory against
+    the planned resident and peak (flagged when over).
 
     \b
-    Example:
+    Examples:
       gpustack-compose status stacks/h100-idp.yaml
+      gpustack-compose status --watch 2 stacks/h100-idp.yaml
     """
     from gpustack_compose.commands import status as status_cmd
 
-    _guard(lambda output: status_cmd.run(stack_path=stack, as_json=as_json, rehearsal=rehearsal, output=output))
+    _guard(
+        lambda output: status_cmd.run(
+            stack_path=stack, as_json=as_json, rehearsal=rehearsal, output=output, watch_s=watch_s
+        )
+    )
 
 
 @main.command()

@@ -92,6 +92,14 @@ class Output:
     def render(self, renderable: Any) -> None:
         self.out.print(renderable)
 
+    def clear(self) -> None:
+        """A fresh screen for the next refresh (``status --watch``); a pipe
+        gets a blank line between refreshes instead."""
+        if _styled(self._people):
+            self.out.clear()
+        else:
+            self._people.write("\n")
+
 
 def _escape(text: str) -> str:
     from rich.markup import escape

@@ -37,6 +37,18 @@ ENV_FILE = ".env"
 PLAN_FILE = "PLAN.md"
 SVG_FILE = "vram.svg"
 K8S_DIR = "k8s"
+# Monitoring (stacks with monitoring.enabled): Prometheus's config and the
+# plan's recording rules, Grafana's provisioning and the dashboard.
+MONITORING_DIR = "monitoring"
+PROMETHEUS_CONFIG = f"{MONITORING_DIR}/prometheus.yml"
+PLAN_RULES = f"{MONITORING_DIR}/plan.rules.yml"
+# Grafana's folder: its provisioning (datasource, dashboard provider) and the
+# dashboard, mounted as one folder (an atomic rewrite of a file replaces it,
+# which a bind mount of the file itself would not see).
+GRAFANA_DIR = f"{MONITORING_DIR}/grafana"
+GRAFANA_DATASOURCES = f"{GRAFANA_DIR}/provisioning/datasources/gpustack-compose.yaml"
+GRAFANA_DASHBOARD_PROVIDER = f"{GRAFANA_DIR}/provisioning/dashboards/gpustack-compose.yaml"
+DASHBOARD_FILE = f"{GRAFANA_DIR}/dashboards/gpustack-compose.json"
 KUSTOMIZATION = "kustomization.yaml"
 
 # --- services and ports ------------------------------------------------------
@@ -57,6 +69,19 @@ FIRST_SLEEP_SUFFIX = "-first-sleep"
 # vLLM's switch for the sleep endpoints (vllm/entrypoints/openai/api_server.py,
 # envs.VLLM_SERVER_DEV_MODE).
 SLEEP_ENDPOINTS_ENV = "VLLM_SERVER_DEV_MODE"
+# Monitoring services and their ports inside the compose network.
+PROMETHEUS_SERVICE = "prometheus"
+PROMETHEUS_PORT = 9090
+GRAFANA_SERVICE = "grafana"
+GRAFANA_PORT = 3000
+GPU_EXPORTER_SERVICE = "dcgm-exporter"
+MONITORING_SERVICES = (PROMETHEUS_SERVICE, GRAFANA_SERVICE, GPU_EXPORTER_SERVICE)
+# Where the Prometheus container reads monitoring/ (prometheus.yml names the
+# rules there), and where Grafana reads monitoring/grafana/.
+PROMETHEUS_CONFIG_DIR = "/etc/gpustack-compose/monitoring"
+GRAFANA_CONFIG_DIR = "/etc/gpustack-compose/grafana"
+# The Grafana datasource's uid, which every dashboard panel names.
+DATASOURCE_UID = "gpustack-compose-prometheus"
 # The port LiteLLM listens on inside its container (and its Kubernetes Service).
 PROXY_PORT = 4000
 # The port every model server listens on inside the compose network.
@@ -64,6 +89,8 @@ MODEL_PORT = 8000
 
 # --- environment -------------------------------------------------------------
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
+# Grafana's admin password (monitoring.enabled), from .env like the master key.
+GRAFANA_PASSWORD_ENV = "GRAFANA_ADMIN_PASSWORD"
 HF_TOKEN_ENV = "HF_TOKEN"
 HF_HOME_ENV = "HF_HOME"
 # What a model container is given for runtime LoRA loading and for kvcached:
@@ -111,6 +138,7 @@ ROLE_MODEL = "model"
 ROLE_PROXY = "proxy"
 ROLE_SWAP = "swap"
 ROLE_FIRST_SLEEP = "first-sleep"
+ROLE_MONITORING = "monitoring"
 
 # --- the rehearsal override and the simulator ---------------------------------
 REHEARSAL_OVERRIDE_FILE = "docker-compose.rehearsal.yml"

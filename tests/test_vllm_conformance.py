@@ -23,11 +23,12 @@ import pytest
 
 from gpustack_compose import versions, vllm_flags
 from gpustack_compose.loaded import load_and_plan
-from gpustack_compose.runtime import vllm_env
+from gpustack_compose.runtime import server_metrics, vllm_env
 from gpustack_compose.runtime.state import DockerView, parse_time
 from gpustack_compose.spec import model_image
 from gpustack_compose.vllm_args import serve_args
 from tests.conftest import REPO, SKIP_VLLM_PARSE, in_ci, run_module, unique, write
+from tests.test_monitoring import families, shape, simulated_page
 
 
 @pytest.fixture(scope="session")
@@ -187,6 +188,20 @@ proxy:
             )  # fmt: skip
             served[service] = sorted(m["id"] for m in json.loads(out.stdout)["data"])
         assert served == {"qwen2-5-1-5b": ["invoices", "qwen2.5-1.5b"], "llama-3-2-1b": ["llama-3.2-1b"]}
+        # the simulator's /metrics is real vLLM's: every family it serves, with its type, labels and buckets
+        page = subprocess.run(
+            ["docker", "exec", states["llama-3-2-1b"].container_id, "curl", "-fsS", "http://127.0.0.1:8000/metrics"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        real = families(page)
+        for family_name, family in families(simulated_page()).items():
+            assert family_name in real, family_name
+            sim_type, sim_labels, sim_bounds = shape(family)
+            real_type, real_labels, real_bounds = shape(real[family_name])
+            assert (sim_type, sim_bounds) == (real_type, real_bounds), family_name
+            assert sim_labels <= real_labels, family_name
+        # and status reads its real KV cache from it
+        assert server_metrics.parse(page).kv_tokens
         # the exact rendered argument list reached real vLLM (nothing to adapt here)
         assert report["rehearsal"]["service_differences"]["qwen2-5-1-5b"][1:] == []
         logs = run_module(["logs", "--rehearsal", "s.yaml", "qwen2.5-1.5b"], workdir)

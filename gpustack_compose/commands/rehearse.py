@@ -15,7 +15,7 @@ from gpustack_compose.commands.common import output_dir, rendering
 from gpustack_compose.console import Output
 from gpustack_compose.errors import CheckError, GscError
 from gpustack_compose.loaded import load_and_plan
-from gpustack_compose.runtime import fallback_check, session, swap_check
+from gpustack_compose.runtime import fallback_check, monitoring_check, session, swap_check
 from gpustack_compose.runtime.lifecycle import boot_and_wait, down, emit_report, open_run, teardown_rehearsal
 from gpustack_compose.runtime.watch import order_violations
 from gpustack_compose.stand_in import Rehearsal
@@ -49,6 +49,10 @@ def run(
             swap = swap_check.check(started.view.client, started.target.project, proxy, loaded.plan) if (
                 loaded.plan.swappables
             ) else None  # fmt: skip
+            # before the fallback check stops a server: every query answers for every model
+            monitored = monitoring_check.check(
+                started.view, started.target.project, proxy, loaded.stack, loaded.plan
+            ) if loaded.stack.monitoring.enabled and all(r.ok for r in results) else None  # fmt: skip
             stopped = fallback_check.candidate(loaded.stack, loaded.plan)
             fallback = fallback_check.check(
                 started.view, started.target.project, proxy, loaded.stack, loaded.plan, stopped
@@ -59,6 +63,9 @@ def run(
         if fallback is not None:
             started.report.fallback = fallback.as_dict()
             _print_fallback(fallback, output)
+        if monitored is not None:
+            started.report.monitoring = monitored.as_dict()
+            _print_monitoring(monitored, output)
         if swap is not None:
             started.report.swap = swap.as_dict()
             _print_swap(swap, output)
@@ -66,6 +73,8 @@ def run(
                 raise CheckError("swap check failed: " + "; ".join(swap.problems))
         if violations:
             raise CheckError("boot order violated: " + "; ".join(violations))
+        if monitored is not None and monitored.problems:
+            raise CheckError("monitoring check failed: " + "; ".join(monitored.problems))
         if fallback is not None and fallback.problems:
             raise CheckError("fallback check failed: " + "; ".join(fallback.problems))
         failed = [r for r in results if not r.ok]
@@ -76,6 +85,8 @@ def run(
         started.report.ok = True
         swapped = f", {len(swap.results)} requests across the swap sets answered" if swap is not None else ""
         fell_back = f", {fallback.model} stopped: answered by {fallback.result.answered_by}" if fallback else ""
+        if monitored is not None:
+            fell_back += f", {sum(1 for r in monitored.results if not r.skipped)} dashboard queries answered"
         output.info(
             f"rehearsal of {loaded.stack.name} passed: {len(results) - 1} routes answered{swapped}{fell_back}, "
             "boot order held"
@@ -108,3 +119,15 @@ def _print_fallback(check: fallback_check.FallbackCheck, output: Output) -> None
     answer = f"answered by {result.answered_by}{latency}" if result.ok else f"FAILED: {result.status} {result.detail}"
     back = f"{check.back_healthy_s:.1f} s" if check.back_healthy_s is not None else "not healthy again"
     output.info(f"  fallback: {check.model} stopped, a request to it {answer}; started again, healthy after {back}")
+
+
+def _print_monitoring(check: monitoring_check.MonitoringCheck, output: Output) -> None:
+    up = sum(1 for health in check.targets.values() if health == "up")
+    output.info(f"  monitoring: Prometheus {check.prometheus} scrapes {up} of {len(check.targets)} targets")
+    for result in check.results:
+        if result.skipped:
+            output.info(f"    skip {result.panel}: {result.expr} ({result.skipped})")
+        else:
+            mark = "ok  " if not result.missing else "FAIL"
+            found = len(set(result.answered) & set(result.expected))
+            output.info(f"    {mark} {result.panel}: {result.expr} -> {found} of {len(result.expected)} {result.by}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,8 @@ from gpustack_compose.contract import (
     rehearsal_project,
 )
 from gpustack_compose.errors import EngineError
-from gpustack_compose.loaded import load_and_plan
-from gpustack_compose.runtime import engine, swap_check
+from gpustack_compose.loaded import Loaded, load_and_plan
+from gpustack_compose.runtime import engine, plan_vs_reality, swap_check
 from gpustack_compose.runtime.state import DockerView, ServiceState, iso
 from gpustack_compose.units import fmt_fraction
 
@@ -80,10 +81,25 @@ def _row(service: str, role: str, gpu: str, fraction: str, state: ServiceState |
     }
 
 
-def run(*, stack_path: Path, as_json: bool, rehearsal: bool, output: Output) -> int:
+def run(*, stack_path: Path, as_json: bool, rehearsal: bool, output: Output, watch_s: float | None = None) -> int:
     loaded = load_and_plan(stack_path)
     project = rehearsal_project(loaded.stack.name) if rehearsal else loaded.stack.name
     view = DockerView(engine.connect())
+    if watch_s is None:
+        _show(loaded, project, view, stack_path, rehearsal, as_json, output)
+        return 0
+    try:
+        while True:  # until Ctrl-C
+            if not as_json:
+                output.clear()
+            _show(loaded, project, view, stack_path, rehearsal, as_json, output)
+            time.sleep(watch_s)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _show(loaded: Loaded, project: str, view: DockerView, stack_path: Path, rehearsal: bool, as_json: bool,
+          output: Output) -> None:  # fmt: skip
     states = view.services(project)
     expected = [(m.service, "model", m.gpu_label, fmt_fraction(m.fraction)) for m in loaded.plan.boot_ordered()]
     swappable = loaded.plan.swappables
@@ -97,13 +113,17 @@ def run(*, stack_path: Path, as_json: bool, rehearsal: bool, output: Output) -> 
         for row in table_rows:
             if row["role"] == "model" and row["model"] in {m.name for m in swappable}:
                 row["sleep"] = sleep.get(row["model"], sleep.get("", {}))
+    versus = plan_vs_reality.compare(view.client, loaded.plan, states, rehearsal) if states else None
     if as_json:
-        output.raw(json.dumps({"project": project, "services": table_rows}, indent=2) + "\n")
-        return 0
+        document: dict[str, Any] = {"project": project, "services": table_rows}
+        if versus is not None:
+            document["plan_vs_reality"] = versus.as_dict()
+        output.raw(json.dumps(document, indent=2) + "\n")
+        return
     if not states:
         flag = " --rehearsal" if rehearsal else ""
         output.info(f"{project}: no containers (start it with: gpustack-compose up{flag} {stack_path.as_posix()})")
-        return 0
+        return
     table = Table(title=f"{project}", title_justify="left")
     headers = ["service", "role", "gpu", "fraction", "state", "uptime", "restarts"] + (["sleep"] if swappable else [])
     for header in headers:
@@ -115,7 +135,10 @@ def run(*, stack_path: Path, as_json: bool, rehearsal: bool, output: Output) -> 
             cells.append(_sleep_cell(row.get("sleep")))
         table.add_row(*cells)
     output.render(table)
-    return 0
+    if versus is not None:
+        output.render(plan_vs_reality.table(versus))
+        for line in versus.notes():
+            output.info(line)
 
 
 def _sleep_states(view: DockerView, project: str) -> dict[str, dict[str, Any]]:

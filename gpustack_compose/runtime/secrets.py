@@ -12,11 +12,15 @@ from gpustack_compose.contract import ENV_FILE, MASTER_KEY_ENV
 
 
 def master_key(out_dir: Path) -> str | None:
-    value = os.environ.get(MASTER_KEY_ENV)
+    return secret(out_dir, MASTER_KEY_ENV)
+
+
+def secret(out_dir: Path, name: str) -> str | None:
+    value = os.environ.get(name)
     if value:
         return value
     env_file = out_dir / ENV_FILE
     if env_file.is_file():
-        found = dotenv_values(env_file).get(MASTER_KEY_ENV)
+        found = dotenv_values(env_file).get(name)
         return found or None
     return None

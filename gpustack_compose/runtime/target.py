@@ -18,6 +18,7 @@ from pathlib import Path
 
 from gpustack_compose.contract import (
     COMPOSE_FILE,
+    GRAFANA_PASSWORD_ENV,
     HF_TOKEN_ENV,
     MASTER_KEY_ENV,
     REHEARSAL_OVERRIDE_FILE,
@@ -50,7 +51,9 @@ def rehearsal_dir(stack: StackSpec) -> Path:
 
 def _rehearsal_env(key: str) -> dict[str, str]:
     # The rehearsal's own key; no host secret (HF token) reaches its containers.
-    return {MASTER_KEY_ENV: key, HF_TOKEN_ENV: ""}
+    # Grafana does not run in a rehearsal (no image here), but Compose
+    # interpolates its required password all the same.
+    return {MASTER_KEY_ENV: key, HF_TOKEN_ENV: "", GRAFANA_PASSWORD_ENV: "unused-in-a-rehearsal"}
 
 
 def prepare_rehearsal(stack: StackSpec, out_dir: Path, override_text: str) -> ComposeProject:

@@ -22,6 +22,7 @@ from gpustack_compose.contract import MODEL_RUNNER_V2_ENV
 from gpustack_compose.simulator.args import ServeArgs, UnrecognizedArguments, flags, parse
 from gpustack_compose.simulator.kvpool import ElasticKv
 from gpustack_compose.simulator.ledger import Cards, GiB, Gpu
+from gpustack_compose.simulator.metrics import BLOCK_SIZE, Load, Metrics
 from gpustack_compose.simulator.sleep import SleepMode, SleepTimings, WakeFailed
 
 MAX_BODY = 8 * 1024 * 1024
@@ -114,6 +115,27 @@ class State:
     created: int = field(default_factory=lambda: int(time.time()))
     pool: ElasticKv | None = None
     sleep: SleepMode | None = None  # --enable-sleep-mode
+    metrics: Metrics | None = None
+    waiting: int = 0
+    tokens_in_flight: int = 0  # prompt + generated tokens of the running requests
+    # --max-num-seqs: requests beyond it wait for a slot, as vLLM's scheduler queues them
+    slots: threading.BoundedSemaphore | None = None
+
+    def __post_init__(self) -> None:
+        if self.metrics is None:
+            self.metrics = Metrics(self.args.served_model_name, self.args.gpu_memory_utilization,
+                                   self.args.kv_cache_memory_bytes, 0)  # fmt: skip
+        if self.slots is None and self.args.max_num_seqs:
+            self.slots = threading.BoundedSemaphore(self.args.max_num_seqs)
+
+    def load(self) -> Load:
+        with self.lock:
+            kv_tokens = self.metrics.kv_tokens if self.metrics else 0
+            usage = min(1.0, self.tokens_in_flight / kv_tokens) if kv_tokens else 0.0
+            running, waiting = self.running, self.waiting
+        sleep = self.sleep
+        level = sleep.level if sleep is not None else 0
+        return Load(running, waiting, usage, ("awake", "weights_offloaded", "discard_all")[min(level, 2)])
 
     def model_names(self) -> list[str]:
         with self.lock:
@@ -330,11 +352,27 @@ class Handler(BaseHTTPRequestHandler):
             blocks = math.ceil((prompt_tokens + tokens) / 16)
             self._json(503, error_body(f"Cannot get {blocks} free blocks from the pool", "ServiceUnavailable", 503))
             return
+        arrived = time.monotonic()
         with self.state.lock:
+            self.state.waiting += 1
+        slots = self.state.slots
+        if slots is not None:
+            slots.acquire()
+        started = time.monotonic()
+        with self.state.lock:
+            self.state.waiting -= 1
             self.state.running += 1
+            self.state.tokens_in_flight += prompt_tokens + tokens
         try:
             if self.state.settings.token_s:
                 time.sleep(tokens * self.state.settings.token_s)
+            finished = time.monotonic()
+            assert self.state.metrics is not None
+            # the first token comes after the prefill, about one decode step in
+            first_token_s = started - arrived + min(finished - started, self.state.settings.token_s or 0.0)
+            self.state.metrics.finish(prompt=prompt_tokens, generated=tokens, reason=finish,
+                                      queued_s=started - arrived, ttft_s=first_token_s,
+                                      e2e_s=finished - arrived)  # fmt: skip
             usage = {"prompt_tokens": prompt_tokens, "completion_tokens": tokens,
                      "total_tokens": prompt_tokens + tokens}  # fmt: skip
             ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
@@ -359,6 +397,9 @@ class Handler(BaseHTTPRequestHandler):
             with self.state.lock:
                 self.state.running -= 1
                 self.state.served += 1
+                self.state.tokens_in_flight -= prompt_tokens + tokens
+            if slots is not None:
+                slots.release()
 
     def _stream(self, ident: str, created: int, model: str, text: str, finish: str,
                 usage: dict[str, int], chat: bool) -> None:  # fmt: skip
@@ -422,12 +463,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _metrics(self) -> str:
         name = self.state.args.served_model_name
-        with self.state.lock:
-            running, served = self.state.running, self.state.served
-        text = (
-            f'vllm:num_requests_running{{model_name="{name}"}} {running}\n'
-            f'vllm:request_success_total{{model_name="{name}"}} {served}\n'
-        )
+        assert self.state.metrics is not None
+        text = self.state.metrics.page(self.state.load())
         pool = self.state.pool
         if pool is not None:
             text += (
@@ -479,6 +516,7 @@ class Boot:
     base_bytes: int = 0  # held once booted (weights and overheads; all of it but KV pages when elastic)
     held_bytes: int = 0  # everything a static server holds once booted
     virtual_kv_bytes: int = 0
+    kv_tokens: int = 0  # what vLLM reports as its KV cache (blocks x block size)
 
     @property
     def requested(self) -> float:
@@ -565,6 +603,7 @@ class Boot:
             # kvcached: KV space = total x utilization - this process's own usage.
             self.virtual_kv_bytes = int(self.requested - weights - s.profile_bytes)
             self.base_bytes = weights + s.overhead_bytes
+            self.kv_tokens = kv_tokens(self.virtual_kv_bytes, s.kv_bytes_per_token)
             self.at(0.55)
             self.claim(self.base_bytes)
             log("INFO", "kvcached", f"kvcached enabled: {_gib(self.virtual_kv_bytes)} GiB of virtual KV space "
@@ -575,10 +614,18 @@ class Boot:
         self.at(0.55)
         self.held_bytes = weights + kv + s.overhead_bytes
         self.claim(self.held_bytes)
+        self.kv_tokens = kv_tokens(kv, s.kv_bytes_per_token)
         if s.kv_bytes_per_token:
-            tokens = kv // (16 * s.kv_bytes_per_token) * 16
-            log("INFO", "kv_cache_utils.py", f"GPU KV cache size: {tokens:,} tokens")
+            log("INFO", "kv_cache_utils.py", f"GPU KV cache size: {self.kv_tokens:,} tokens")
         self.at(1.0)
+
+
+def kv_tokens(kv_bytes: int, bytes_per_token: int) -> int:
+    """Tokens a KV cache of this size holds, in whole blocks; 0 when the
+    bytes per token are not known."""
+    if bytes_per_token <= 0:
+        return 0
+    return kv_bytes // (BLOCK_SIZE * bytes_per_token) * BLOCK_SIZE
 
 
 def main(argv: list[str]) -> int:
@@ -625,6 +672,10 @@ def main(argv: list[str]) -> int:
             while True:
                 time.sleep(3600)
         state = State(args, settings, dict(args.lora_modules))
+        booted_kv = boot.kv_tokens if ledger is not None else kv_tokens(args.kv_cache_memory_bytes or 0,
+                                                                         settings.kv_bytes_per_token)  # fmt: skip
+        assert state.metrics is not None
+        state.metrics.kv_tokens = booted_kv
         if args.extra.get("enable_sleep_mode"):
             state.sleep = SleepMode(ledger, settings.instance, args.served_model_name,
                                     boot.held_bytes if ledger is not None else 0, settings.sleep,
