@@ -491,16 +491,23 @@ def smoke(stack: Path, out: Path | None, as_json: bool, rehearsal: bool) -> None
 @main.command()
 @click.option("--force", is_flag=True, help="Rebuild even when the tags exist.")
 @click.option("--vllm-cpu", is_flag=True, help="Also build the real vLLM CPU image (3.75 GB).")
-def images(force: bool, vllm_cpu: bool) -> None:
-    """Build the simulator and LiteLLM images locally (cached by content hash).
+@click.option(
+    "--kvcached",
+    is_flag=True,
+    help="Also build vLLM + kvcached for elastic GPUs, FROM the official vLLM image (a GPU host that can pull it).",
+)
+def images(force: bool, vllm_cpu: bool, kvcached: bool) -> None:
+    """Build the local images: the simulator, LiteLLM, the swap coordinator,
+    Prometheus (cached by content hash).
 
     \b
-    Example:
+    Examples:
       gpustack-compose images
+      gpustack-compose images --kvcached     # on the GPU host, for elastic GPUs
     """
     from gpustack_compose.commands import images as images_cmd
 
-    _guard(lambda output: images_cmd.run(force=force, vllm_cpu=vllm_cpu, output=output))
+    _guard(lambda output: images_cmd.run(force=force, vllm_cpu=vllm_cpu, kvcached=kvcached, output=output))
 
 
 @main.group()

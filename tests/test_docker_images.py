@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import run_module
+
 pytestmark = pytest.mark.docker
 
 # Ryuk, testcontainers' reaper, is an image from a registry this machine
@@ -78,3 +80,25 @@ def test_a_build_leaves_no_untagged_image_behind(built_images: Any, engine: Any,
             assert dangling == [], (label, [image.id for image in dangling])
     finally:
         engine.images.remove(tag, force=True)
+
+
+@pytest.mark.usefixtures("built_images")
+def test_the_kvcached_image_is_built_from_the_official_vllm_image(engine: Any, tmp_path: Path) -> None:
+    """`images --kvcached` builds FROM the vLLM image the other servers run; an engine that has it
+    not and cannot pull it (this machine: no registry) gets one line saying so, and nothing is built."""
+    from gpustack_compose import versions
+    from gpustack_compose.runtime.images import exists, vllm_kvcached_tag
+
+    result = run_module(["images", "--kvcached"], tmp_path, timeout=1800)
+    if exists(engine, versions.VLLM_IMAGE):  # a GPU host: the build itself
+        assert result.code == 0, result.stderr[-2000:]
+        assert exists(engine, vllm_kvcached_tag()) and exists(engine, versions.VLLM_KVCACHED_IMAGE)
+        return
+    assert result.code == 1
+    assert result.stderr.startswith(
+        f"error: the kvcached image is built FROM {versions.VLLM_IMAGE}, which this engine does not have and "
+        "cannot pull ("
+    )
+    assert "then gpustack-compose images --kvcached\n" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not exists(engine, vllm_kvcached_tag())

