@@ -3,6 +3,7 @@ render, and the simulator's page accounting and kvctl."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import yaml
 
 from gpustack_compose import calibration as cal
 from gpustack_compose.contract import COMPOSE_FILE
+from gpustack_compose.errors import BootError
 from gpustack_compose.loader import load_stack
 from gpustack_compose.planner import plan_stack
 from gpustack_compose.rehearsal import differences
@@ -220,10 +222,90 @@ def test_kvctl_limit_caps_the_server(pool: kvpool.ElasticKv, capsys: pytest.Capt
     assert pool.limit_bytes() == 512 * MiB
     assert pool.acquire(8192) is None  # 1 GiB > the cap, although the card has room
     assert pool.acquire(4096) == 512 * MiB
-    assert kvctl.main(["limit", "nobody", "1G"]) == 1
+    capsys.readouterr()
+    # kvcached's kvctl: an unknown IPC is an error message, with exit status 0
+    assert kvctl.main(["limit", "nobody", "1G"]) == 0
+    assert "Error: IPC 'nobody' not found." in capsys.readouterr().err
     assert kvctl.main(["limit", "s-me", "lots"]) == 1
     assert kvctl.main(["list", "--json"]) == 0
-    assert '"limit": 536870912' in capsys.readouterr().out
+    listed = json.loads(capsys.readouterr().out)
+    assert listed == [{"ipc": "s-me", "limit_bytes": 512 * MiB, "used_bytes": 512 * MiB}]
+
+
+class FakeEngine:
+    """The docker SDK's low-level exec calls, answering kvctl as kvcached 0.1.6 does."""
+
+    def __init__(self, limits: dict[str, int]) -> None:
+        self.limits = dict(limits)
+        self.ran: list[list[str]] = []
+        self.api = self
+        self._last: list[str] = []
+
+    def exec_create(self, _container: str, argv: list[str]) -> dict[str, str]:
+        self._last = argv
+        self.ran.append(argv)
+        return {"Id": "x"}
+
+    def exec_start(self, _exec_id: str) -> bytes:
+        argv = self._last
+        if argv[1] == "list":
+            return json.dumps([{"ipc": k, "limit_bytes": v, "used_bytes": 0} for k, v in self.limits.items()]).encode()
+        self.limits[argv[2]] = int(argv[3].rstrip("M")) * MiB
+        return b"Updated"
+
+    def exec_inspect(self, _exec_id: str) -> dict[str, int]:
+        return {"ExitCode": 0}
+
+
+def test_up_never_raises_a_servers_kvcached_limit() -> None:
+    """A cap above a server's own KV space is left alone: raising it killed a 14B on the H200
+    (docs/h200-elastic-contention-2026-12-02.md); a cap below it is set and checked."""
+    stack = load_stack(GOLDEN)
+    plan = plan_stack(stack)
+    caps = kvcached.limits(stack, plan)
+    ((first, models),) = caps.items()
+    own = {cap.ipc: cap.mib * MiB - MiB // 2 if i == 0 else cap.mib * MiB + 10 * MiB for i, cap in enumerate(models)}
+    engine = FakeEngine(own)
+    applied = kvcached.apply(engine, {first: "c"}, stack, plan)
+    kept, lowered = applied[0], applied[1:]
+    assert kept["limit_bytes"] == own[models[0].ipc] and kept["kvctl"].startswith("kept")
+    assert [a["limit_bytes"] for a in lowered] == [c.mib * MiB for c in models[1:]]
+    assert ["kvctl", "limit", models[0].ipc, f"{models[0].mib}M"] not in engine.ran
+    assert engine.limits[models[0].ipc] == own[models[0].ipc]
+
+
+class EngineWithoutSegments(FakeEngine):
+    """kvctl where the servers' segments are gone: list shows none."""
+
+    def exec_start(self, _exec_id: str) -> bytes:
+        return b"[]" if self._last[1] == "list" else b""
+
+
+class EngineIgnoringLimits(FakeEngine):
+    """kvctl that exits 0 and changes nothing, as kvcached's does for an IPC it does not know."""
+
+    def exec_start(self, _exec_id: str) -> bytes:
+        if self._last[1] == "list":
+            return super().exec_start(_exec_id)
+        return f"Error: IPC '{self._last[2]}' not found.".encode()
+
+
+def test_up_says_so_when_a_segment_is_missing() -> None:
+    stack = load_stack(GOLDEN)
+    plan = plan_stack(stack)
+    ((first, models),) = kvcached.limits(stack, plan).items()
+    engine = EngineWithoutSegments({cap.ipc: cap.mib * MiB * 2 for cap in models})
+    with pytest.raises(BootError, match="no kvcached segment"):
+        kvcached.apply(engine, {first: "c"}, stack, plan)
+
+
+def test_up_says_so_when_kvctl_did_not_set_the_limit() -> None:
+    stack = load_stack(GOLDEN)
+    plan = plan_stack(stack)
+    ((first, models),) = kvcached.limits(stack, plan).items()
+    engine = EngineIgnoringLimits({cap.ipc: cap.mib * MiB * 2 for cap in models})
+    with pytest.raises(BootError, match=r"the limit is \d+ bytes, not \d+"):
+        kvcached.apply(engine, {first: "c"}, stack, plan)
 
 
 def test_the_cpu_engine_rehearsal_says_it_has_no_kvcached() -> None:

@@ -20,6 +20,17 @@ def parse_size(text: str) -> int | None:
     return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
 
 
+def _human_size(num_bytes: int) -> str:
+    """kvcached 0.1.6's size in its messages (kvcached/cli/utils.py, _format_size):
+    powers of 1024 named KB, MB, GB, TB."""
+    size = float(num_bytes)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024:
+            return f"{size:.2f} {unit}"
+        size /= 1024
+    return f"{size:.2f} TB"
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["limit"] and len(argv) == 3:
         name, size = argv[1], parse_size(argv[2])
@@ -29,21 +40,26 @@ def main(argv: list[str]) -> int:
         try:
             segment = read_segment(name)
         except (OSError, ValueError, KeyError):
-            print(f"kvctl: no IPC segment {name!r} in {SHM_DIR}", file=sys.stderr)
-            return 1
+            # kvcached 0.1.6 (kvcached/cli/kvctl.py, cmd_limit): the message, and exit status 0
+            print(f"Error: IPC '{name}' not found.", file=sys.stderr)
+            return 0
         write_segment(name, int(segment["total"] or 0), int(segment["used"] or 0), size)
-        print(f"limit of {name} set to {size} bytes")
+        print(f"Updated kv cache limit for {name} to {_human_size(size)} ({size} bytes)")
         return 0
     if argv[:1] == ["list"]:
-        segments = {}
+        # kvcached's shape: one {ipc, limit_bytes, used_bytes} per segment; a
+        # server's limit is its own KV space until kvctl sets another
+        segments: list[dict[str, object]] = []
         for path in sorted(SHM_DIR.glob("kvcached-*.json")):
             name = path.name.removeprefix("kvcached-").removesuffix(".json")
-            segments[name] = read_segment(name)
+            seg = read_segment(name)
+            limit = seg["limit"] if seg["limit"] is not None else seg["total"]
+            segments.append({"ipc": name, "limit_bytes": limit, "used_bytes": seg["used"]})
         if "--json" in argv:
-            print(json.dumps(segments, sort_keys=True))
+            print(json.dumps(segments, indent=2))
         else:
-            for name, seg in segments.items():
-                print(f"{name}\ttotal {seg['total']}\tused {seg['used']}\tlimit {seg['limit']}")
+            for entry in segments:
+                print(f"{entry['ipc']}\tlimit {entry['limit_bytes']}\tused {entry['used_bytes']}")
         return 0
     print("usage: kvctl limit <ipc> <size> | kvctl list [--json]", file=sys.stderr)
     return 2
