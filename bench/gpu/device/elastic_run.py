@@ -105,10 +105,15 @@ def cmd_run(a):
             return res
         res["segments_at_boot"] = segments()
         res["caps"] = {}
+        own = {ipc: seg["limit_mib"] * MiB for ipc, seg in res["segments_at_boot"].items() if isinstance(seg, dict)}
         for s in servers:
             ipc, cap = (s.svc.get("env") or {}).get("KVCACHED_IPC_NAME"), s.plan.get("kv_max_bytes")
-            if ipc and cap:
+            if ipc and cap and a.raise_limits:  # what `up` did before docs/h200-elastic-contention-2026-12-02.md
                 res["caps"][s.service] = {"ipc": ipc, "mib": cap // MiB, "kvctl": kvctl("limit", ipc, f"{cap // MiB}M")}
+            elif ipc and cap and cap < own.get(ipc, 0):  # what `up` does: a cap only lowers a limit
+                res["caps"][s.service] = {"ipc": ipc, "mib": cap // MiB, "kvctl": kvctl("limit", ipc, f"{cap // MiB}M")}
+            elif ipc and cap:
+                res["caps"][s.service] = {"ipc": ipc, "kept_mib": own.get(ipc, 0) // MiB}
         res["segments_capped"] = segments()
         sampler.start()
         res["all_up"] = rs.snapshot("all up", servers)
@@ -121,8 +126,10 @@ def cmd_run(a):
             res["bursts"][s.service] = s.burst(servers)
             sampler.phase = f"idle after {s.service}"
             time.sleep(IDLE_S)
-        if rs.CLOCK.left() > rs.CLOCK.reserve + 60:
-            sampler.phase = "burst all"
+        for round_ in range(a.rounds):
+            if rs.CLOCK.left() < rs.CLOCK.reserve + 60:
+                break
+            sampler.phase = "burst all" if round_ == 0 else f"burst all {round_ + 1}"
             out = {}
             threads = [threading.Thread(target=lambda s=s: out.__setitem__(s.service, s.burst(servers)), daemon=True)
                        for s in servers]
@@ -130,8 +137,8 @@ def cmd_run(a):
                 t.start()
             for t in threads:
                 t.join(timeout=max(1.0, rs.CLOCK.left() - rs.CLOCK.reserve))
-            res["burst_all"] = out
-            sampler.phase = "idle after all"
+            res["burst_all" if round_ == 0 else f"burst_all_{round_ + 1}"] = out
+            sampler.phase = "idle after all" if round_ == 0 else f"idle after all {round_ + 1}"
             time.sleep(IDLE_S)
         res["health_after"] = {s.service: s.health() for s in servers}
         res["chats_after"] = {s.service: s.chats() for s in servers}
@@ -160,6 +167,8 @@ def main():
     r.add_argument("--reserve", type=float, default=45)
     r.add_argument("--port-base", type=int, default=8001)
     r.add_argument("--fake", action="store_true")
+    r.add_argument("--raise-limits", action="store_true", help="cap at kv_max even above a server's own KV space")
+    r.add_argument("--rounds", type=int, default=1, help="bursts of both servers at once (default 1)")
     a = p.parse_args()
     cmd_run(a)
 
