@@ -108,9 +108,9 @@ def cmd_run(a):
         own = {ipc: seg["limit_mib"] * MiB for ipc, seg in res["segments_at_boot"].items() if isinstance(seg, dict)}
         for s in servers:
             ipc, cap = (s.svc.get("env") or {}).get("KVCACHED_IPC_NAME"), s.plan.get("kv_max_bytes")
-            if ipc and cap and a.raise_limits:  # what `up` did before docs/h200-elastic-contention-2026-12-02.md
-                res["caps"][s.service] = {"ipc": ipc, "mib": cap // MiB, "kvctl": kvctl("limit", ipc, f"{cap // MiB}M")}
-            elif ipc and cap and cap < own.get(ipc, 0):  # what `up` does: a cap only lowers a limit
+            # `up` only lowers a limit; --raise-limits is what it did before
+            # docs/h200-elastic-contention-2026-12-02.md
+            if ipc and cap and (a.raise_limits or cap < own.get(ipc, 0)):
                 res["caps"][s.service] = {"ipc": ipc, "mib": cap // MiB, "kvctl": kvctl("limit", ipc, f"{cap // MiB}M")}
             elif ipc and cap:
                 res["caps"][s.service] = {"ipc": ipc, "kept_mib": own.get(ipc, 0) // MiB}
